@@ -1,0 +1,44 @@
+from setuptools import setup
+
+setup(
+    name="zapjobs-sse",
+    version="0.1.0",
+    description="Live Server-Sent Events dashboard for ZapJobs-style PostgreSQL job schedulers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=["zapjobs_sse", "zapjobs_sse.migrations", "zapjobs_sse.web"],
+    # web/ and migrations/ live at the top of the repository and ship inside the package.
+    package_dir={"zapjobs_sse.migrations": "migrations", "zapjobs_sse.web": "web"},
+    package_data={
+        "zapjobs_sse": ["sql/*.sql", "py.typed"],
+        "zapjobs_sse.migrations": ["*.sql"],
+        "zapjobs_sse.web": ["templates/*.html", "static/*"],
+    },
+    install_requires=[
+        "aiohttp>=3.10",
+        "aiohttp-sse>=2.2",
+        "aiopg>=1.4",
+        "aiohttp-jinja2>=1.6",
+        "structlog>=24.1",
+        "pgserver>=0.1.4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-aiohttp>=1.0.5",
+            "pytest-timeout>=2.3",
+            "playwright>=1.45",
+            "hypothesis>=6.100",
+            "mypy>=1.10",
+            "ruff>=0.5",
+        ],
+    },
+    entry_points={"console_scripts": ["zapjobs-sse = zapjobs_sse.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: aiohttp",
+        "Topic :: System :: Monitoring",
+    ],
+)

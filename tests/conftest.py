@@ -1,0 +1,125 @@
+"""Fixtures: a real PostgreSQL (embedded, or ZAPJOBS_TEST_DSN), a fresh database per test,
+and the real server on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support import (
+    Writer,
+    create_database,
+    drop_database,
+    test_dsn_from_env,
+    with_database,
+)
+from zapjobs_sse.embedded import EmbeddedPostgres
+from zapjobs_sse.migrations import apply_migrations
+from zapjobs_sse.server import serve_app
+from zapjobs_sse.settings import Settings
+
+TEMPLATE = f"zapjobs_sse_tmpl_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser DSN of the PostgreSQL server the tests use."""
+    configured = test_dsn_from_env()
+    if configured:
+        yield configured
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pgdata"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_database(admin_dsn: str) -> Iterator[str]:
+    """A database with every migration applied, copied for each test."""
+    drop_database(admin_dsn, TEMPLATE)
+    create_database(admin_dsn, TEMPLATE)
+    asyncio.run(apply_migrations(with_database(admin_dsn, TEMPLATE)))
+    yield TEMPLATE
+    drop_database(admin_dsn, TEMPLATE)
+
+
+@pytest.fixture
+def empty_database_dsn(admin_dsn: str) -> Iterator[str]:
+    """A fresh database without the schema."""
+    name = f"zapjobs_sse_t_{uuid.uuid4().hex[:12]}"
+    create_database(admin_dsn, name)
+    yield with_database(admin_dsn, name)
+    drop_database(admin_dsn, name)
+
+
+@pytest.fixture
+def database_dsn(admin_dsn: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database of this test alone."""
+    name = f"zapjobs_sse_t_{uuid.uuid4().hex[:12]}"
+    create_database(admin_dsn, name, template=template_database)
+    yield with_database(admin_dsn, name)
+    drop_database(admin_dsn, name)
+
+
+@pytest.fixture
+async def writer(database_dsn: str) -> AsyncIterator[Writer]:
+    w = Writer(database_dsn)
+    yield w
+    w.close()
+
+
+def test_settings(dsn: str, **overrides: Any) -> Settings:
+    base = Settings(
+        dsn=dsn,
+        host="127.0.0.1",
+        port=0,
+        heartbeat=1.0,
+        stats_interval=0.1,
+        db_check_interval=1.0,
+        db_check_timeout=2.0,
+        reconnect_max_delay=1.0,
+        log_format="console",
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@dataclasses.dataclass
+class RunningServer:
+    url: str  # the dashboard base URL, ending with "/"
+    settings: Settings
+
+    def path(self, relative: str) -> str:
+        return self.url + relative.lstrip("/")
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """Override in a test module (or parametrize) to change the server's settings."""
+    return {}
+
+
+@pytest.fixture
+async def server(database_dsn: str, server_settings: dict[str, Any]) -> AsyncIterator[RunningServer]:
+    settings = test_settings(database_dsn, **server_settings)
+    async with serve_app(settings) as url:
+        yield RunningServer(url, settings)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,206 @@
+"""The event stream end to end: triggers -> bridge -> broker -> SSE, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.conftest import RunningServer
+from tests.support import SSEEvent, Writer, sse_connect
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+async def test_stream_starts_with_retry_and_stats(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    async with sse_connect(http, server.path("events")) as client:
+        stats = await client.wait_named("StatsUpdated")
+        assert client.retry == server.settings.retry_ms
+        assert set(stats[0].json()) >= {
+            "totalJobs", "totalRuns", "pendingRuns", "runningRuns", "completedToday",
+            "failedToday", "activeWorkers", "totalLogEntries", "deadLetterCount",
+        }
+        assert stats[0].id is not None
+
+
+async def test_stream_headers(server: RunningServer, http: aiohttp.ClientSession) -> None:
+    async with http.get(server.path("events")) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["X-Accel-Buffering"] == "no"
+
+
+async def test_run_update_reaches_global_stream_with_names_and_z_timestamps(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    async with sse_connect(http, server.path("events")) as client:
+        await client.wait_named("StatsUpdated")
+        run_id = await writer.insert_run("email")
+        await writer.execute(
+            "UPDATE zapjobs.runs SET status = 2, progress = 5, total = 10 WHERE id = %s", (run_id,)
+        )
+        await writer.execute(
+            "UPDATE zapjobs.runs SET status = 4, error_message = 'boom', duration_ms = 42,"
+            " completed_at = now() AT TIME ZONE 'utc' WHERE id = %s",
+            (run_id,),
+        )
+        events = await client.wait_for(
+            lambda es: any(e.name == "JobRunUpdated" and e.json()["status"] == "Failed" for e in es)
+        )
+        updates = [e.json() for e in events if e.name == "JobRunUpdated"]
+        last = updates[-1]
+        assert {"id", "jobTypeId", "status", "progress", "durationMs", "errorMessage"} <= set(last)
+        assert last["id"] == run_id and last["jobTypeId"] == "email"
+        assert last["durationMs"] == 42 and last["errorMessage"] == "boom"
+        assert ISO_Z.match(last["createdAt"])
+        # Nobody asked for this run or job type: no detail events.
+        assert not client.named("RunDetailUpdated") and not client.named("JobTypeRunUpdated")
+
+
+async def test_run_and_job_type_filters_route_detail_events(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    watched = await writer.insert_run("email")
+    other = await writer.insert_run("report")
+    url = server.path(f"events?run={watched}&job_type=report&topics=stats")
+    async with sse_connect(http, url) as client:
+        await client.wait_named("StatsUpdated")
+        await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (watched,))
+        await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (other,))
+        await client.wait_named("RunDetailUpdated")
+        await client.wait_named("JobTypeRunUpdated")
+        details = [e.json() for e in client.named("RunDetailUpdated")]
+        by_type = [e.json() for e in client.named("JobTypeRunUpdated")]
+        assert {d["id"] for d in details} == {watched}
+        assert details[0]["status"] == "Running" and "inputJson" in details[0]
+        assert {d["id"] for d in by_type} == {other}
+        # topics=stats: the global run list and workers are not part of this stream.
+        assert not client.named("JobRunUpdated")
+
+
+async def test_worker_heartbeat_reaches_workers_topic_only(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    async with sse_connect(http, server.path("events?topics=workers")) as workers, sse_connect(
+        http, server.path("events?topics=runs")
+    ) as runs:
+        await writer.execute(
+            "INSERT INTO zapjobs.heartbeats (worker_id, hostname, process_id, current_job_type,"
+            " timestamp, jobs_processed) VALUES ('w-1', 'host-a', 42, 'email',"
+            " now() AT TIME ZONE 'utc', 7)"
+        )
+        events = await workers.wait_named("WorkerUpdated")
+        payload = events[0].json()
+        assert payload["workerId"] == "w-1" and payload["hostname"] == "host-a"
+        assert payload["currentJobType"] == "email" and payload["jobsProcessed"] == 7
+        assert payload["state"] == "active" and ISO_Z.match(payload["timestamp"])
+        await asyncio.sleep(0.3)
+        assert not runs.named("WorkerUpdated") and not workers.named("StatsUpdated")
+
+
+@pytest.mark.parametrize("one_statement", [True, False], ids=["one-insert", "1000-commits"])
+async def test_thousand_log_lines_arrive_in_order_exactly_once(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer, one_statement: bool
+) -> None:
+    run_id = await writer.insert_run("email", status=2)
+    messages = [f"line {i}" for i in range(1000)]
+    async with sse_connect(http, server.path(f"events?run={run_id}&topics=")) as client:
+        await asyncio.sleep(0.2)
+        if one_statement:
+            await writer.insert_logs(run_id, messages)
+        else:
+            for message in messages:
+                await writer.insert_logs(run_id, [message])
+        await client.wait_named("LogAdded", 1000, timeout=30)
+        await asyncio.sleep(0.3)
+        lines = [e.json() for e in client.named("LogAdded")]
+    stored = await writer.execute(
+        "SELECT id::text FROM zapjobs.logs WHERE run_id = %s ORDER BY timestamp, id", (run_id,)
+    )
+    assert [line["id"] for line in lines] == [row[0] for row in stored]
+    assert [line["message"] for line in lines] == messages
+    assert all(line["level"] == "Info" and line["runId"] == run_id for line in lines)
+
+
+async def test_logs_after_replays_stored_lines_then_streams_live(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    run_id = await writer.insert_run("email", status=2)
+    await writer.insert_logs(run_id, [f"old {i}" for i in range(10)])
+    async with sse_connect(http, server.path(f"events?run={run_id}&topics=")) as first:
+        await writer.insert_logs(run_id, ["probe"])
+        probe = (await first.wait_named("LogAdded"))[0].json()
+    rows = await writer.execute(
+        "SELECT message FROM zapjobs.logs WHERE run_id = %s ORDER BY timestamp, id", (run_id,)
+    )
+    cursor_of_fifth = None
+    async with sse_connect(http, server.path(f"events?run={run_id}&topics=")) as probe_client:
+        del probe_client
+    # Take the cursor of line "old 4" from a stream that replays from the start.
+    start = "0.00000000-0000-0000-0000-000000000000"
+    async with sse_connect(
+        http, server.path(f"events?run={run_id}&topics=&logs_after={start}")
+    ) as replay:
+        events = await replay.wait_named("LogAdded", len(rows))
+        assert [e.json()["message"] for e in events] == [r[0] for r in rows]
+        cursor_of_fifth = events[4].json()["cursor"]
+    assert probe["message"] == "probe"
+    async with sse_connect(
+        http, server.path(f"events?run={run_id}&topics=&logs_after={cursor_of_fifth}")
+    ) as resumed:
+        await writer.insert_logs(run_id, ["live"])
+        events = await resumed.wait_named("LogAdded", len(rows) - 5 + 1)
+        got = [e.json()["message"] for e in events]
+        assert got == [r[0] for r in rows[5:]] + ["live"]
+
+
+async def test_noop_update_sends_nothing(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    run_id = await writer.insert_run("email")
+    async with sse_connect(http, server.path(f"events?run={run_id}&topics=runs")) as client:
+        await asyncio.sleep(0.2)
+        await writer.execute("UPDATE zapjobs.runs SET status = status WHERE id = %s", (run_id,))
+        await writer.execute("UPDATE zapjobs.runs SET progress = 1 WHERE id = %s", (run_id,))
+        await client.wait_named("RunDetailUpdated")
+        await asyncio.sleep(0.3)
+        assert len(client.named("RunDetailUpdated")) == 1
+        assert client.named("RunDetailUpdated")[0].json()["progress"] == 1
+
+
+async def test_heartbeat_comments_on_idle_stream(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    async with sse_connect(http, server.path("events?topics=workers")) as client:
+        await client.wait_for(lambda _: client.comments >= 2, timeout=4, what="2 heartbeats")
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("run=not-a-uuid", "run"),
+        ("job_type=", "job_type"),
+        ("topics=stats,bogus", "topics"),
+        ("logs_after=123", "logs_after"),
+        ("run=" + str(uuid.uuid4()) + "&logs_after=nope", "logs_after"),
+        ("&".join(f"job_type=j{i}" for i in range(101)), "job_type"),
+        ("last_event_id=" + "x" * 300, "last_event_id"),
+    ],
+)
+async def test_malformed_parameters_are_400_naming_the_parameter(
+    server: RunningServer, http: aiohttp.ClientSession, query: str, names: str
+) -> None:
+    async with http.get(server.path("events?" + query)) as response:
+        assert response.status == 400
+        body = await response.json()
+        assert names in body["error"]
+
+
+def _ids(events: list[SSEEvent]) -> list[str]:
+    return [e.id or "" for e in events]

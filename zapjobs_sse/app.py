@@ -1,0 +1,128 @@
+"""create_app(): wires database, broker, bridge, stats and routes into one aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from .app_keys import BRIDGE, BROKER, DATABASE, SETTINGS, STATS, WORKERS
+from .bridge import Bridge
+from .broker import Broker
+from .db import Database, DatabaseError, DatabaseUnavailable
+from .errors import json_error
+from .health import health, ready
+from .settings import Settings
+from .stats import StatsCoalescer
+from .stream import stream_events
+from .workers import WorkerWatch
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("zapjobs_sse.app")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request id on every log line of the request; unexpected errors become JSON."""
+    request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers.setdefault("X-Request-ID", request_id)
+        return response
+    except web.HTTPException as error:
+        status = error.status
+        raise
+    except DatabaseUnavailable as error:
+        status = 503
+        log.warning("database_unavailable", path=request.path, error=str(error))
+        return json_error(503, "database unavailable", **{"Retry-After": "5"})
+    except DatabaseError as error:
+        log.error("database_error", path=request.path, error=str(error))
+        return json_error(500, "database error")
+    finally:
+        if request.app[SETTINGS].access_log:
+            log.info(
+                "request_handled",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DATABASE] = await Database.open(settings.dsn or "", size=settings.pool_size)
+    yield
+    await app[DATABASE].close()
+
+
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    """The stats coalescer, the worker watch and the LISTEN bridge, as background tasks."""
+    settings = app[SETTINGS]
+    database, broker = app[DATABASE], app[BROKER]
+    stats = app[STATS] = StatsCoalescer(
+        database,
+        broker,
+        interval=settings.stats_interval,
+        refresh=settings.stats_refresh,
+        exact_limit=settings.stats_exact_limit,
+    )
+    workers = app[WORKERS] = WorkerWatch(broker, settings.worker_stale_after)
+    bridge = app[BRIDGE] = Bridge(
+        settings.dsn or "",
+        database,
+        broker,
+        stats,
+        workers,
+        check_interval=settings.db_check_interval,
+        check_timeout=settings.db_check_timeout,
+        max_backoff=settings.reconnect_max_delay,
+    )
+    try:
+        await stats.compute()
+    except DatabaseError as error:
+        log.warning("stats_initial_failed", error=str(error))
+    tasks = [
+        asyncio.create_task(bridge.run(), name="bridge"),
+        asyncio.create_task(stats.run(), name="stats"),
+        asyncio.create_task(workers.run(), name="workers"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[BROKER].close_all("shutdown")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole server for these settings (settings.dsn set, or libpq defaults)."""
+    app = web.Application(middlewares=[request_context], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    app[BROKER] = Broker(
+        replay_events=settings.replay_events,
+        client_buffer_bytes=settings.client_buffer_bytes,
+    )
+    app.cleanup_ctx.extend([_database, _live])
+    app.on_shutdown.append(_end_streams)
+    base = settings.normalized_base_path
+    app.router.add_get(f"{base}/events", stream_events, name="events")
+    app.router.add_get(f"{base}/health", health, name="health")
+    app.router.add_get(f"{base}/ready", ready, name="ready")
+    return app

@@ -1,0 +1,22 @@
+"""Typed keys of the long-lived resources kept on the aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .bridge import Bridge
+from .broker import Broker
+from .db import Database
+from .settings import Settings
+from .stats import StatsCoalescer
+from .workers import WorkerWatch
+
+__all__ = ["BRIDGE", "BROKER", "DATABASE", "DSN", "SETTINGS", "STATS", "WORKERS"]
+
+SETTINGS = web.AppKey("settings", Settings)
+DSN = web.AppKey("dsn", str)
+DATABASE = web.AppKey("database", Database)
+BROKER = web.AppKey("broker", Broker)
+BRIDGE = web.AppKey("bridge", Bridge)
+STATS = web.AppKey("stats", StatsCoalescer)
+WORKERS = web.AppKey("workers", WorkerWatch)

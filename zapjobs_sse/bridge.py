@@ -1,0 +1,237 @@
+"""The LISTEN bridge: notifications in, rows read by key, events handed to the broker.
+
+A notification only says what changed; the bridge reads what it is now (runs and
+workers by id, log lines by cursor and only for runs that somebody streams). It owns
+the process's one LISTEN connection, checks it when it falls silent, and after any
+break reconnects with backoff and jitter and tells every stream to resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from .broker import JOB_TYPE, RUN, TOPIC, Broker
+from .cursors import LogCursor
+from .db import Database, DatabaseError, DatabaseUnavailable, Listener
+from .frames import dumps
+from .stats import StatsCoalescer
+from .wire import log_wire, run_summary_wire, run_wire
+from .workers import WorkerWatch
+
+__all__ = ["Bridge", "ChangeSet"]
+
+log = structlog.get_logger("zapjobs_sse.bridge")
+
+LOG_PAGE = 1000
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """What a batch of notifications says changed."""
+
+    runs: set[str] = field(default_factory=set)
+    log_runs: set[str] = field(default_factory=set)
+    workers: set[str] = field(default_factory=set)
+    workers_gone: set[str] = field(default_factory=set)
+    stats: bool = False
+    undecodable: int = 0
+
+    @classmethod
+    def decode(cls, payloads: Sequence[str]) -> ChangeSet:
+        changes = cls()
+        for payload in payloads:
+            try:
+                message = json.loads(payload)
+                kind = message["k"]
+                ids = [str(key) for key in message.get("ids", ())]
+            except (ValueError, KeyError, TypeError):
+                changes.undecodable += 1
+                continue
+            changes.stats = True
+            if kind == "run":
+                changes.runs.update(ids)
+            elif kind == "log":
+                changes.log_runs.update(ids)
+            elif kind == "worker":
+                changes.workers.update(ids)
+            elif kind == "worker_gone":
+                changes.workers_gone.update(ids)
+        return changes
+
+
+class Bridge:
+    """Runs the LISTEN loop of one process (start it as a task; cancel it to stop)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        database: Database,
+        broker: Broker,
+        stats: StatsCoalescer,
+        workers: WorkerWatch,
+        *,
+        check_interval: float = 5.0,
+        check_timeout: float = 5.0,
+        max_backoff: float = 10.0,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._database = database
+        self._broker = broker
+        self._stats = stats
+        self._workers = workers
+        self._check_interval = check_interval
+        self._check_timeout = check_timeout
+        self._max_backoff = max_backoff
+        self._on_reconnect = on_reconnect
+        self._listener: Listener | None = None
+        self._log_cursors: dict[str, LogCursor] = {}
+        self.listening = asyncio.Event()
+        self.reconnects = 0
+        self.notifications = 0
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL backend of the LISTEN connection (for operators and fault tests)."""
+        return self._listener.connection.backend_pid if self._listener else None
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._listener = await Listener.open(self._dsn, timeout=self._check_timeout)
+            except DatabaseUnavailable as error:
+                attempt += 1
+                delay = self._backoff(attempt)
+                log.warning("bridge_connect_failed", error=str(error), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+                continue
+            first_connect = self.reconnects == 0 and attempt == 0
+            attempt = 0
+            self.listening.set()
+            log.info("bridge_listening", backend_pid=self.backend_pid)
+            try:
+                await self._after_connect(resync=not first_connect)
+                await self._listen()
+            except DatabaseUnavailable as error:
+                log.warning("bridge_connection_lost", error=str(error))
+            except Exception:
+                # A bug must not end live updates for good: log it, reconnect, resync.
+                log.exception("bridge_failed")
+            finally:
+                self.listening.clear()
+                await self._listener.close()
+                self._listener = None
+            self.reconnects += 1
+            self._broker.untrack_runs()
+            await asyncio.sleep(self._backoff(1))
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so replicas do not reconnect in step."""
+        ceiling = min(self._max_backoff, 0.25 * 2 ** min(attempt, 10))
+        return random.uniform(0.05, ceiling)
+
+    async def _after_connect(self, *, resync: bool) -> None:
+        """Catch up on what happened while not listening."""
+        await self._workers.load(await self._database.all_workers())
+        self._stats.mark_dirty()
+        if resync:
+            self._broker.resync_all("database_reconnected")
+            if self._on_reconnect is not None:
+                self._on_reconnect()
+            await self._read_logs(self._broker.watched_runs(), {})
+
+    async def _listen(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        requests_ready = self._broker.log_requests_ready
+        # The batch task is never cancelled while it may hold notifications: when a
+        # log request wakes us first, the same task is awaited again next time.
+        batch_task: asyncio.Future[list[str] | None] | None = None
+        try:
+            while True:
+                if batch_task is None:
+                    batch_task = asyncio.ensure_future(listener.next_batch(self._check_interval))
+                requests_task = asyncio.ensure_future(requests_ready.wait())
+                await asyncio.wait((batch_task, requests_task), return_when=asyncio.FIRST_COMPLETED)
+                requests_task.cancel()
+                payloads: list[str] = []
+                if batch_task.done():
+                    finished, batch_task = batch_task, None
+                    batch = finished.result()
+                    if batch is None:
+                        await listener.check(self._check_timeout)
+                    else:
+                        payloads = batch
+                if payloads or requests_ready.is_set():
+                    self.notifications += len(payloads)
+                    await self.apply(ChangeSet.decode(payloads))
+        finally:
+            if batch_task is not None:
+                batch_task.cancel()
+
+    async def apply(self, changes: ChangeSet) -> None:
+        """Read what the changes name and publish the events (one batch)."""
+        if changes.undecodable:
+            log.warning("bridge_undecodable_notifications", count=changes.undecodable)
+        requests = self._broker.take_log_requests()
+        watched = self._broker.watched_runs()
+        try:
+            await self._read_logs((changes.log_runs & watched) | set(requests), requests)
+            if changes.runs and self._broker.subscription_count:
+                self._publish_runs(await self._database.runs_by_ids(sorted(changes.runs)))
+            if changes.workers:
+                self._workers.update(await self._database.workers_by_ids(sorted(changes.workers)))
+        except DatabaseUnavailable:
+            raise
+        except DatabaseError as error:
+            log.error("bridge_read_failed", error=str(error))
+        if changes.workers_gone:
+            self._workers.gone(changes.workers_gone)
+        if changes.stats:
+            self._stats.mark_dirty()
+        for run in set(self._log_cursors) - watched:
+            del self._log_cursors[run]
+
+    async def _read_logs(self, runs: set[str], requests: dict[str, LogCursor]) -> None:
+        for run in sorted(runs):
+            start = self._log_cursors.get(run)
+            requested = requests.get(run)
+            if requested is not None:
+                start = requested if start is None else min(start, requested)
+            if start is None:
+                start = self._broker.earliest_log_cursor(run)
+            if start is None:
+                continue  # no stream of this run has a start yet; its request will come
+            self._broker.mark_run_tracked(run)
+            while True:
+                rows = await self._database.logs_after(run, start, limit=LOG_PAGE)
+                for row in rows:
+                    line = log_wire(row)
+                    start = LogCursor(row["timestamp"], row["id"])
+                    self._broker.publish("LogAdded", dumps(line), (RUN, run), start)
+                self._log_cursors[run] = max(start, self._log_cursors.get(run, start))
+                if len(rows) < LOG_PAGE:
+                    break
+
+    def _publish_runs(self, rows: list[dict[str, object]]) -> None:
+        broker = self._broker
+        for row in rows:
+            run_id = str(row["id"])
+            if broker.wants_topic("runs"):
+                broker.publish("JobRunUpdated", dumps(run_summary_wire(row)), (TOPIC, "runs"))
+            detail: str | None = None
+            if broker.is_watched_run(run_id):
+                detail = dumps(run_wire(row))
+                broker.publish("RunDetailUpdated", detail, (RUN, run_id))
+            job_type = str(row["job_type_id"])
+            if broker.is_watched_job_type(job_type):
+                broker.publish(
+                    "JobTypeRunUpdated", detail or dumps(run_wire(row)), (JOB_TYPE, job_type)
+                )

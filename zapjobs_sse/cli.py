@@ -1,0 +1,90 @@
+"""The zapjobs-sse command: serve, migrate (and the executor's worker, enqueue, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from .db import DatabaseError
+from .logconfig import configure_logging
+from .migrations import apply_migrations, load_migrations
+from .server import database_dsn, run_server
+from .settings import SettingsError, add_arguments, settings_from_args
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+SERVER_SETTINGS = None  # every setting
+CONNECTION_SETTINGS = ("dsn", "data_dir", "log_format", "log_level")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(run_server(settings))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    if args.print_sql:
+        for migration in load_migrations():
+            print(f"-- {migration.version:03d}_{migration.name}.sql")
+            print(migration.sql.rstrip() + "\n")
+        return 0
+    settings = settings_from_args(args)
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def migrate() -> int:
+        async with database_dsn(settings) as dsn:
+            applied = await apply_migrations(dsn)
+        names = ", ".join(f"{m.version:03d}_{m.name}" for m in applied) or "nothing to apply"
+        print(f"zapjobs-sse: migrations applied: {names}")
+        return 0
+
+    return asyncio.run(migrate())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zapjobs-sse",
+        description="Live (Server-Sent Events) dashboard for ZapJobs-style PostgreSQL job schedulers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="Serve the dashboard, API and event stream.")
+    add_arguments(serve, SERVER_SETTINGS)
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser("migrate", help="Apply the database migrations.")
+    add_arguments(migrate, CONNECTION_SETTINGS)
+    migrate.add_argument(
+        "--print-sql", action="store_true", help="Print the migrations' SQL instead of applying it."
+    )
+    migrate.set_defaults(func=_migrate)
+
+    for register in _EXTRA_COMMANDS:
+        register(commands)
+    return parser
+
+
+# Commands defined in other modules (the executor's) register themselves here.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.func
+    try:
+        return command(args)
+    except SettingsError as error:
+        parser.exit(2, f"zapjobs-sse: error: {error}\n")
+    except DatabaseError as error:
+        print(f"zapjobs-sse: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

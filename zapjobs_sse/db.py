@@ -1,0 +1,332 @@
+"""The database port: the only module that talks to PostgreSQL (aiopg / psycopg2).
+
+Everything above it (bridge, stats, API, pages, migrations) calls the typed methods
+here and gets plain dicts back; no other module imports the driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiopg
+import psycopg2
+import psycopg2.extensions
+
+from .cursors import LogCursor
+
+__all__ = [
+    "Connection",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "Listener",
+    "Row",
+    "connect",
+    "mask_dsn",
+    "queries",
+]
+
+Row = dict[str, Any]
+CHANNEL = "zapjobs_sse"
+_NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
+
+# TCP keepalives make a half-open connection fail within about a minute even when
+# nothing is sent on it; ignored by libpq for Unix sockets.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+class DatabaseError(Exception):
+    """A statement failed for a reason other than the connection."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """PostgreSQL cannot be reached, or the connection broke."""
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ***, for messages and logs."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password is not None:
+            netloc = parts.netloc.rsplit("@", 1)
+            userinfo = netloc[0].split(":", 1)[0]
+            return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+        return dsn
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files(__package__).joinpath("sql", "queries.sql").read_text("utf-8")
+    pieces = _NAME_LINE.split(text)
+    return {name: body.strip() for name, body in zip(pieces[1::2], pieces[2::2], strict=True)}
+
+
+queries: Mapping[str, str] = _load_queries()
+
+
+def _translate(error: BaseException) -> DatabaseError:
+    if isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError | OSError):
+        return DatabaseUnavailable(str(error).strip().splitlines()[0] if str(error) else repr(error))
+    if isinstance(error, asyncio.TimeoutError):
+        return DatabaseUnavailable("timed out")
+    return DatabaseError(str(error).strip())
+
+
+def _rows(cursor: Any, fetched: Sequence[tuple[Any, ...]]) -> list[Row]:
+    names = [column.name for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in fetched]
+
+
+class Connection:
+    """One dedicated connection (migrations, LISTEN): statements run in autocommit."""
+
+    def __init__(self, raw: aiopg.Connection) -> None:
+        self._raw = raw
+        self.backend_pid: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    async def execute(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[Row]:
+        """Run one statement (or a script without parameters) and return its rows, if any."""
+        try:
+            async with self._raw.cursor(timeout=timeout) as cursor:
+                await cursor.execute(sql, params)
+                if cursor.description is None:
+                    return []
+                return _rows(cursor, await cursor.fetchall())
+        except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+            raise _translate(error) from error
+
+    async def close(self) -> None:
+        if not self._raw.closed:
+            await self._raw.close()
+
+
+async def connect(dsn: str, *, timeout: float = 10.0) -> Connection:
+    """Open a dedicated connection; DatabaseUnavailable names the (masked) DSN on failure."""
+    try:
+        raw = await aiopg.connect(
+            dsn, timeout=timeout, enable_hstore=False, enable_uuid=False, **_KEEPALIVES
+        )
+    except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+        raise DatabaseUnavailable(
+            f"cannot connect to {mask_dsn(dsn) or 'the libpq default database'}: "
+            f"{_translate(error)}"
+        ) from error
+    return Connection(raw)
+
+
+def _cursor_params(cursor: LogCursor) -> dict[str, Any]:
+    return {"after_ts": cursor.timestamp, "after_id": cursor.log_id}
+
+
+@dataclass(frozen=True, slots=True)
+class RunPageKey:
+    created_at: datetime
+    run_id: str
+
+
+class Database:
+    """The query pool, with one method per question the server asks."""
+
+    def __init__(self, dsn: str, pool: aiopg.Pool) -> None:
+        self.dsn = dsn
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, size: int = 5, timeout: float = 10.0) -> Database:
+        try:
+            pool = await aiopg.create_pool(
+                dsn,
+                minsize=1,
+                maxsize=size,
+                timeout=timeout,
+                pool_recycle=300,
+                enable_hstore=False,
+                enable_uuid=False,
+                **_KEEPALIVES,
+            )
+        except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+            raise DatabaseUnavailable(
+                f"cannot connect to {mask_dsn(dsn) or 'the libpq default database'}: "
+                f"{_translate(error)}"
+            ) from error
+        return cls(dsn, pool)
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()
+
+    @asynccontextmanager
+    async def _cursor(self, timeout: float | None) -> AsyncIterator[Any]:
+        try:
+            async with self._pool.acquire() as conn, conn.cursor(timeout=timeout) as cursor:
+                yield cursor
+        except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+            raise _translate(error) from error
+
+    async def fetch(
+        self, name: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[Row]:
+        """Run the named query of sql/queries.sql and return its rows as dicts."""
+        async with self._cursor(timeout) as cursor:
+            await cursor.execute(queries[name], params)
+            return _rows(cursor, await cursor.fetchall())
+
+    async def fetch_one(
+        self, name: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Row | None:
+        rows = await self.fetch(name, params, timeout=timeout)
+        return rows[0] if rows else None
+
+    # -- the questions ---------------------------------------------------------------
+
+    async def ping(self, timeout: float) -> None:
+        await self.fetch("ping", timeout=timeout)
+
+    async def notification_queue_usage(self, timeout: float = 2.0) -> float:
+        row = await self.fetch_one("notification_queue_usage", timeout=timeout)
+        return float(row["usage"]) if row else 0.0
+
+    async def stats(self, exact_limit: int) -> Row:
+        row = await self.fetch_one("stats", {"exact_limit": exact_limit})
+        assert row is not None
+        return row
+
+    async def runs_by_ids(self, ids: Sequence[str]) -> list[Row]:
+        return await self.fetch("runs_by_ids", {"ids": list(ids)})
+
+    async def run(self, run_id: str) -> Row | None:
+        return await self.fetch_one("run_by_id", {"id": run_id})
+
+    async def list_runs(
+        self,
+        *,
+        status: int | None,
+        job_type: str | None,
+        before: RunPageKey | None,
+        limit: int,
+    ) -> list[Row]:
+        return await self.fetch(
+            "list_runs",
+            {
+                "status": status,
+                "job_type": job_type,
+                "before_created": before.created_at if before else None,
+                "before_id": before.run_id if before else None,
+                "limit": limit,
+            },
+        )
+
+    async def logs_after(
+        self, run_id: str, after: LogCursor, *, limit: int, min_level: int | None = None
+    ) -> list[Row]:
+        """A run's log lines strictly after the cursor, in cursor order."""
+        params = {"run_id": run_id, "limit": limit, "min_level": min_level}
+        params.update(_cursor_params(after))
+        return await self.fetch("logs_after", params)
+
+    async def log_tail(self, run_id: str) -> LogCursor:
+        """The cursor of a run's last stored line (LogCursor.START when it has none)."""
+        row = await self.fetch_one("log_tail", {"run_id": run_id})
+        return LogCursor(row["timestamp"], row["id"]) if row else LogCursor.START
+
+    async def workers_by_ids(self, ids: Sequence[str]) -> list[Row]:
+        return await self.fetch("workers_by_ids", {"ids": list(ids)})
+
+    async def all_workers(self) -> list[Row]:
+        return await self.fetch("all_workers")
+
+    async def list_jobs(self) -> list[Row]:
+        return await self.fetch("list_jobs")
+
+    async def list_dead_letter(
+        self, *, status: int | None, before: tuple[datetime, str] | None, limit: int
+    ) -> list[Row]:
+        return await self.fetch(
+            "list_dead_letter",
+            {
+                "status": status,
+                "before_moved": before[0] if before else None,
+                "before_id": before[1] if before else None,
+                "limit": limit,
+            },
+        )
+
+    async def runs_per_minute(self) -> list[Row]:
+        return await self.fetch("runs_per_minute")
+
+
+class Listener:
+    """The dedicated LISTEN connection of one server process (never a pooled one)."""
+
+    def __init__(self, connection: Connection, raw: aiopg.Connection) -> None:
+        self.connection = connection
+        self._raw = raw
+
+    @classmethod
+    async def open(cls, dsn: str, *, timeout: float) -> Listener:
+        connection = await connect(dsn, timeout=timeout)
+        await connection.execute(f"LISTEN {CHANNEL}", timeout=timeout)
+        rows = await connection.execute("SELECT pg_backend_pid() AS pid", timeout=timeout)
+        connection.backend_pid = int(rows[0]["pid"])
+        return cls(connection, connection._raw)
+
+    async def next_batch(self, wait: float) -> list[str] | None:
+        """Payloads received so far, waiting up to `wait` seconds for the first; None on silence."""
+        notifies = self._raw.notifies
+        try:
+            async with asyncio.timeout(wait):
+                first = await notifies.get()
+        except TimeoutError:
+            return None
+        except (psycopg2.Error, OSError) as error:
+            raise _translate(error) from error
+        batch = [first.payload]
+        try:
+            while not notifies.empty():
+                batch.append((await notifies.get()).payload)
+        except (psycopg2.Error, OSError) as error:
+            raise _translate(error) from error
+        return batch
+
+    async def check(self, timeout: float) -> None:
+        """Prove the connection still answers; raise DatabaseUnavailable otherwise."""
+        await self.connection.execute(queries["ping"], timeout=timeout)
+
+    @property
+    def broken(self) -> bool:
+        return self.connection.closed
+
+    async def close(self) -> None:
+        try:
+            await self.connection.close()
+        except (psycopg2.Error, OSError):
+            pass
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def quote_ident(connection: Connection, name: str) -> str:
+    """Quote an identifier for the SQL that cannot take it as a parameter."""
+    return psycopg2.extensions.quote_ident(name, connection._raw.raw)  # type: ignore[no-any-return]

@@ -1,0 +1,55 @@
+"""The embedded PostgreSQL (pgserver): used when no database is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+__all__ = ["EmbeddedPostgres", "embedded_postgres"]
+
+log = structlog.get_logger("zapjobs_sse.embedded")
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server in a local data directory, reached over a Unix socket."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or join) the server of this data directory; return its DSN."""
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        return str(self._server.get_uri())
+
+    def stop(self) -> None:
+        """Stop the server unless another process of ours still uses it."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+@asynccontextmanager
+async def embedded_postgres(data_dir: str | Path) -> AsyncIterator[str]:
+    """Run the embedded server for the duration of the block; yields its DSN."""
+    server = EmbeddedPostgres(data_dir)
+    log.info("embedded_postgres_starting", data_dir=str(server.data_dir))
+    dsn = await asyncio.to_thread(server.start)
+    log.info("embedded_postgres_ready", data_dir=str(server.data_dir))
+    try:
+        yield dsn
+    finally:
+        await asyncio.to_thread(server.stop)
+        log.info("embedded_postgres_stopped")

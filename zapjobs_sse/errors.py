@@ -1,0 +1,25 @@
+"""JSON error responses: every 4xx names what is wrong."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from aiohttp import web
+
+__all__ = ["bad_request", "json_error", "not_found"]
+
+
+def json_error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def bad_request(message: str) -> NoReturn:
+    raise web.HTTPBadRequest(
+        text=web.json_response({"error": message}).text, content_type="application/json"
+    )
+
+
+def not_found(message: str) -> NoReturn:
+    raise web.HTTPNotFound(
+        text=web.json_response({"error": message}).text, content_type="application/json"
+    )

@@ -1,0 +1,83 @@
+"""Running the server: resolve the database (embedded or configured), migrate, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from aiohttp import web
+
+from .app import create_app
+from .embedded import embedded_postgres
+from .migrations import apply_migrations
+from .settings import Settings
+
+__all__ = ["database_dsn", "run_server", "serve_app", "wait_for_stop_signal"]
+
+log = structlog.get_logger("zapjobs_sse.server")
+
+
+@asynccontextmanager
+async def database_dsn(settings: Settings) -> AsyncIterator[str]:
+    """The DSN to use: the configured one, libpq's defaults, or an embedded server's."""
+    if settings.uses_embedded_database():
+        async with embedded_postgres(settings.data_dir) as dsn:
+            yield dsn
+    else:
+        yield settings.dsn or ""
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+@asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[str]:
+    """Serve create_app(settings) until the block ends; yields the dashboard URL."""
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        host, port = _bound_address(runner)
+        yield f"http://{host}:{port}{settings.normalized_base_path}/"
+    finally:
+        await runner.cleanup()
+
+
+def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
+    server = runner.addresses[0]
+    host, port = server[0], server[1]
+    return (f"[{host}]" if ":" in host else host), port
+
+
+async def run_server(
+    settings: Settings, *, until: Callable[[], asyncio.Future[None]] | None = None
+) -> None:
+    """Migrate and serve until a stop signal (or `until` completes)."""
+    async with database_dsn(settings) as dsn:
+        await apply_migrations(dsn)
+        async with serve_app(dataclasses.replace(settings, dsn=dsn)) as url:
+            log.info("server_started", url=url)
+            print(f"zapjobs-sse: dashboard at {url}  (events: {url}events)", flush=True)
+            await (until() if until is not None else wait_for_stop_signal())
+            log.info("server_stopping")

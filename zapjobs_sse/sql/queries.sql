@@ -1,0 +1,104 @@
+-- Every statement the server runs. Each starts with a `-- name: NAME --` line; db.py
+-- loads them by name. Parameters use the driver's %(name)s placeholders.
+
+-- name: ping --
+SELECT 1
+
+-- name: notification_queue_usage --
+SELECT pg_notification_queue_usage() AS usage
+
+-- name: stats --
+-- Exact counts where they are cheap (indexed, bounded by live work or by today's
+-- volume); whole-table totals are exact below %(exact_limit)s rows and otherwise
+-- the statistics collector's live-tuple estimate, so the cost never grows with
+-- the history.
+WITH estimate AS (
+    SELECT relname, n_live_tup FROM pg_stat_user_tables
+    WHERE schemaname = 'zapjobs' AND relname IN ('runs', 'logs')
+), today AS (
+    SELECT
+        count(*) FILTER (WHERE status = 3) AS completed,
+        count(*) FILTER (WHERE status = 4) AS failed
+    FROM zapjobs.runs
+    WHERE completed_at >= date_trunc('day', now() AT TIME ZONE 'utc')
+      AND completed_at IS NOT NULL
+)
+SELECT
+    (SELECT count(*) FROM zapjobs.definitions) AS total_jobs,
+    CASE WHEN coalesce((SELECT n_live_tup FROM estimate WHERE relname = 'runs'), 0) >= %(exact_limit)s
+        THEN (SELECT n_live_tup FROM estimate WHERE relname = 'runs')
+        ELSE (SELECT count(*) FROM zapjobs.runs) END AS total_runs,
+    coalesce((SELECT n_live_tup FROM estimate WHERE relname = 'runs'), 0) >= %(exact_limit)s
+        AS total_runs_estimated,
+    (SELECT count(*) FROM zapjobs.runs WHERE status = 0) AS pending_runs,
+    (SELECT count(*) FROM zapjobs.runs WHERE status = 2) AS running_runs,
+    (SELECT completed FROM today) AS completed_today,
+    (SELECT failed FROM today) AS failed_today,
+    (SELECT count(*) FROM zapjobs.heartbeats
+        WHERE timestamp > (now() AT TIME ZONE 'utc') - interval '2 minutes') AS active_workers,
+    CASE WHEN coalesce((SELECT n_live_tup FROM estimate WHERE relname = 'logs'), 0) >= %(exact_limit)s
+        THEN (SELECT n_live_tup FROM estimate WHERE relname = 'logs')
+        ELSE (SELECT count(*) FROM zapjobs.logs) END AS total_log_entries,
+    coalesce((SELECT n_live_tup FROM estimate WHERE relname = 'logs'), 0) >= %(exact_limit)s
+        AS total_log_entries_estimated,
+    (SELECT count(*) FROM zapjobs.dead_letter WHERE status = 0) AS dead_letter_count
+
+-- name: runs_by_ids --
+SELECT * FROM zapjobs.runs WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: run_by_id --
+SELECT * FROM zapjobs.runs WHERE id = %(id)s::uuid
+
+-- name: list_runs --
+-- Keyset pagination, newest first: rows strictly after the (created_at, id) key.
+SELECT * FROM zapjobs.runs
+WHERE (%(status)s::int IS NULL OR status = %(status)s::int)
+  AND (%(job_type)s::text IS NULL OR job_type_id = %(job_type)s::text)
+  AND (%(before_created)s::timestamp IS NULL
+       OR (created_at, id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: logs_after --
+SELECT id, run_id, level, message, category, context_json, duration_ms, exception, timestamp
+FROM zapjobs.logs
+WHERE run_id = %(run_id)s::uuid
+  AND (timestamp, id) > (%(after_ts)s::timestamp, %(after_id)s::uuid)
+  AND (%(min_level)s::int IS NULL OR level >= %(min_level)s::int)
+ORDER BY timestamp, id
+LIMIT %(limit)s
+
+-- name: log_tail --
+SELECT timestamp, id FROM zapjobs.logs
+WHERE run_id = %(run_id)s::uuid
+ORDER BY timestamp DESC, id DESC
+LIMIT 1
+
+-- name: workers_by_ids --
+SELECT *, extract(epoch FROM (now() AT TIME ZONE 'utc') - timestamp)::float8 AS age_seconds
+FROM zapjobs.heartbeats WHERE worker_id = ANY(%(ids)s::text[])
+
+-- name: all_workers --
+SELECT *, extract(epoch FROM (now() AT TIME ZONE 'utc') - timestamp)::float8 AS age_seconds
+FROM zapjobs.heartbeats ORDER BY worker_id
+
+-- name: list_jobs --
+SELECT * FROM zapjobs.definitions ORDER BY job_type_id
+
+-- name: list_dead_letter --
+SELECT * FROM zapjobs.dead_letter
+WHERE (%(status)s::int IS NULL OR status = %(status)s::int)
+  AND (%(before_moved)s::timestamp IS NULL
+       OR (moved_at, id) < (%(before_moved)s::timestamp, %(before_id)s::uuid))
+ORDER BY moved_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: runs_per_minute --
+-- Completed and failed runs per minute over the last hour, for the overview chart.
+SELECT date_trunc('minute', completed_at) AS minute,
+       count(*) FILTER (WHERE status = 3) AS completed,
+       count(*) FILTER (WHERE status = 4) AS failed
+FROM zapjobs.runs
+WHERE completed_at >= (now() AT TIME ZONE 'utc') - interval '60 minutes'
+  AND completed_at IS NOT NULL
+GROUP BY 1 ORDER BY 1

@@ -1,0 +1,80 @@
+"""GET {base}/events: the Server-Sent Events endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import structlog
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from .app_keys import BROKER, DATABASE, SETTINGS
+from .cursors import LogCursor
+from .db import DatabaseError
+from .frames import comment_frame, retry_frame
+from .params import StreamParams, header_last_event_id
+
+__all__ = ["stream_events"]
+
+log = structlog.get_logger("zapjobs_sse.stream")
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """Stream the events the query asks for, until the client or the server goes away."""
+    settings = request.app[SETTINGS]
+    broker = request.app[BROKER]
+    database = request.app[DATABASE]
+    params = StreamParams.parse(request.query, settings.max_filters)
+    last_event_id = header_last_event_id(request.headers) or params.last_event_id
+
+    sub = broker.subscribe(params.filter, last_event_id, identity=request.remote or "")
+    response = EventSourceResponse(
+        sep="\n",
+        # aiohttp-sse's own ping is only a backstop: the loop below sends heartbeats.
+        ping_interval=settings.heartbeat * 4,
+    )
+    try:
+        if not sub.resumed and params.filter.runs:
+            starts: dict[str, LogCursor] = {}
+            for run in params.filter.runs:
+                starts[run] = params.logs_after or await database.log_tail(run)
+            broker.request_logs(sub, starts)
+        await response.prepare(request)
+        transport = request.transport
+        if transport is not None:
+            sub.on_abort(transport.abort)
+        log.info(
+            "stream_opened",
+            runs=len(params.filter.runs),
+            job_types=len(params.filter.job_types),
+            topics=sorted(params.filter.topics),
+            resumed=sub.resumed,
+        )
+        await response.write(retry_frame(settings.retry_ms) + sub.take())
+        while sub.close_reason is None:
+            if await sub.wait(settings.heartbeat):
+                data = sub.take()
+                if data:
+                    await response.write(data)
+            else:
+                await response.write(comment_frame("heartbeat"))
+        if sub.close_reason == "shutdown":
+            # Spread the reconnections of all clients over a few seconds.
+            await response.write(retry_frame(random.randint(500, 5000)))
+        log.info("stream_closed", reason=sub.close_reason)
+    except DatabaseError as error:
+        log.warning("stream_start_failed", error=str(error))
+        raise web.HTTPServiceUnavailable(
+            text='{"error": "database unavailable"}', content_type="application/json"
+        ) from None
+    except ConnectionResetError:
+        log.info("stream_client_gone", reason=sub.close_reason or "disconnected")
+    except asyncio.CancelledError:
+        log.info("stream_client_gone", reason=sub.close_reason or "disconnected")
+        raise
+    finally:
+        broker.unsubscribe(sub)
+        if sub.close_reason == "overflow":
+            log.info("stream_evicted", reason="overflow")
+    return response
