@@ -109,7 +109,9 @@ def server_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(database_dsn: str, server_settings: dict[str, Any]) -> AsyncIterator[RunningServer]:
+async def server(
+    database_dsn: str, server_settings: dict[str, Any]
+) -> AsyncIterator[RunningServer]:
     settings = test_settings(database_dsn, **server_settings)
     async with serve_app(settings) as url:
         yield RunningServer(url, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -131,7 +132,8 @@ class SSEClient:
         return self
 
     async def _read(self) -> None:
-        name, data, event_id = "message", [], None
+        name, event_id = "message", None
+        data: list[str] = []
         try:
             async for raw in self.response.content:
                 line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
@@ -141,7 +143,7 @@ class SSEClient:
                         if event_id is not None:
                             self.last_id = event_id
                         self._arrived.set()
-                    name, data, event_id = "message", [], None
+                    name, event_id, data = "message", None, []
                     continue
                 if line.startswith(":"):
                     self.comments += 1
@@ -185,18 +187,19 @@ class SSEClient:
         return self.events
 
     async def wait_named(self, name: str, count: int = 1, timeout: float = 5.0) -> list[SSEEvent]:
-        await self.wait_for(lambda events: len([e for e in events if e.name == name]) >= count,
-                            timeout, f"{count} x {name}")
+        await self.wait_for(
+            lambda events: len([e for e in events if e.name == name]) >= count,
+            timeout,
+            f"{count} x {name}",
+        )
         return self.named(name)
 
     async def close(self) -> None:
         self.response.close()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
 
 @asynccontextmanager

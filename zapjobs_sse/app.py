@@ -102,9 +102,20 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(workers.run(), name="workers"),
     ]
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await _cancel_all(tasks, settings.shutdown_grace)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Cancel and wait; cancel again while any survives (asyncio.wait_for in Python 3.11,
+    used inside aiopg, can swallow a cancellation that races with a finishing query)."""
+    pending = set(tasks)
+    deadline = time.monotonic() + grace
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    if pending:
+        log.warning("background_tasks_stuck", tasks=sorted(t.get_name() for t in pending))
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -159,8 +159,12 @@ class Bridge:
                 if batch_task is None:
                     batch_task = asyncio.ensure_future(listener.next_batch(self._check_interval))
                 requests_task = asyncio.ensure_future(requests_ready.wait())
-                await asyncio.wait((batch_task, requests_task), return_when=asyncio.FIRST_COMPLETED)
-                requests_task.cancel()
+                try:
+                    await asyncio.wait(
+                        (batch_task, requests_task), return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    requests_task.cancel()
                 payloads: list[str] = []
                 if batch_task.done():
                     finished, batch_task = batch_task, None

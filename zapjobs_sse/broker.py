@@ -77,15 +77,15 @@ class Subscription:
     """One connected stream: its filter, its bounded buffer of unsent frames, its log cursors."""
 
     __slots__ = (
-        "filter",
-        "identity",
+        "_abort",
+        "_limit",
+        "_log_state",
         "_pending",
         "_pending_bytes",
-        "_limit",
         "_wakeup",
         "close_reason",
-        "_log_state",
-        "_abort",
+        "filter",
+        "identity",
         "resumed",
     )
 
@@ -235,7 +235,9 @@ class Broker:
             resumable, reason = self._resumable(last_event_id, stream_filter)
             if resumable:
                 last = int(last_event_id.rpartition("-")[2])
-                replay = [e for e in self._ring if e.seq > last and stream_filter.accepts(e.audience)]
+                replay = [
+                    e for e in self._ring if e.seq > last and stream_filter.accepts(e.audience)
+                ]
                 sub.resumed = True
             else:
                 sub.push(event_frame(head_id, "resync", dumps({"reason": reason})))

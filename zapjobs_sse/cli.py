@@ -50,7 +50,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zapjobs-sse",
-        description="Live (Server-Sent Events) dashboard for ZapJobs-style PostgreSQL job schedulers.",
+        description="Live (Server-Sent Events) dashboard for ZapJobs-style job schedulers.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,6 +7,7 @@ here and gets plain dicts back; no other module imports the driver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -41,7 +42,7 @@ _NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
 
 # TCP keepalives make a half-open connection fail within about a minute even when
 # nothing is sent on it; ignored by libpq for Unix sockets.
-_KEEPALIVES = {
+_KEEPALIVES: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
@@ -80,7 +81,9 @@ queries: Mapping[str, str] = _load_queries()
 
 def _translate(error: BaseException) -> DatabaseError:
     if isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError | OSError):
-        return DatabaseUnavailable(str(error).strip().splitlines()[0] if str(error) else repr(error))
+        return DatabaseUnavailable(
+            str(error).strip().splitlines()[0] if str(error) else repr(error)
+        )
     if isinstance(error, asyncio.TimeoutError):
         return DatabaseUnavailable("timed out")
     return DatabaseError(str(error).strip())
@@ -112,7 +115,7 @@ class Connection:
                 if cursor.description is None:
                     return []
                 return _rows(cursor, await cursor.fetchall())
-        except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, psycopg2.Error, OSError) as error:
             raise _translate(error) from error
 
     async def close(self) -> None:
@@ -126,7 +129,7 @@ async def connect(dsn: str, *, timeout: float = 10.0) -> Connection:
         raw = await aiopg.connect(
             dsn, timeout=timeout, enable_hstore=False, enable_uuid=False, **_KEEPALIVES
         )
-    except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, psycopg2.Error, OSError) as error:
         raise DatabaseUnavailable(
             f"cannot connect to {mask_dsn(dsn) or 'the libpq default database'}: "
             f"{_translate(error)}"
@@ -164,23 +167,28 @@ class Database:
                 enable_uuid=False,
                 **_KEEPALIVES,
             )
-        except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, psycopg2.Error, OSError) as error:
             raise DatabaseUnavailable(
                 f"cannot connect to {mask_dsn(dsn) or 'the libpq default database'}: "
                 f"{_translate(error)}"
             ) from error
         return cls(dsn, pool)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 2.0) -> None:
+        """Close the pool; connections still busy after `timeout` seconds are cut."""
         self._pool.close()
-        await self._pool.wait_closed()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._pool.wait_closed()
+        except TimeoutError:
+            self._pool.terminate()
 
     @asynccontextmanager
     async def _cursor(self, timeout: float | None) -> AsyncIterator[Any]:
         try:
             async with self._pool.acquire() as conn, conn.cursor(timeout=timeout) as cursor:
                 yield cursor
-        except (psycopg2.Error, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, psycopg2.Error, OSError) as error:
             raise _translate(error) from error
 
     async def fetch(
@@ -285,8 +293,12 @@ class Listener:
     @classmethod
     async def open(cls, dsn: str, *, timeout: float) -> Listener:
         connection = await connect(dsn, timeout=timeout)
-        await connection.execute(f"LISTEN {CHANNEL}", timeout=timeout)
-        rows = await connection.execute("SELECT pg_backend_pid() AS pid", timeout=timeout)
+        try:
+            await connection.execute(f"LISTEN {CHANNEL}", timeout=timeout)
+            rows = await connection.execute("SELECT pg_backend_pid() AS pid", timeout=timeout)
+        except BaseException:
+            await asyncio.shield(connection.close())
+            raise
         connection.backend_pid = int(rows[0]["pid"])
         return cls(connection, connection._raw)
 
@@ -317,10 +329,8 @@ class Listener:
         return self.connection.closed
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(psycopg2.Error, OSError):
             await self.connection.close()
-        except (psycopg2.Error, OSError):
-            pass
 
 
 def new_uuid() -> str:

@@ -31,7 +31,9 @@ class EmbeddedPostgres:
             import pgserver
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+            self._server = pgserver.get_server(  # type: ignore[attr-defined]
+                self.data_dir, cleanup_mode="stop"
+            )
         return str(self._server.get_uri())
 
     def stop(self) -> None:

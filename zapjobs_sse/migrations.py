@@ -72,7 +72,9 @@ async def _lock(connection: Connection) -> None:
     # Polling with the try- variant: a session blocked inside pg_advisory_lock() would hold
     # a snapshot that CREATE INDEX CONCURRENTLY in the other session waits for.
     while True:
-        rows = await connection.execute("SELECT pg_try_advisory_lock(%(key)s) AS ok", {"key": LOCK_KEY})
+        rows = await connection.execute(
+            "SELECT pg_try_advisory_lock(%(key)s) AS ok", {"key": LOCK_KEY}
+        )
         if rows[0]["ok"]:
             return
         await asyncio.sleep(0.2)
@@ -108,9 +110,10 @@ async def apply_migrations(dsn: str) -> list[Migration]:
         await _lock(connection)
         try:
             await connection.execute(_VERSION_TABLE)
-            done = {row["version"] for row in await connection.execute(
-                "SELECT version FROM zapjobs.sse_migrations"
-            )}
+            done = {
+                row["version"]
+                for row in await connection.execute("SELECT version FROM zapjobs.sse_migrations")
+            }
             for migration in migrations:
                 if migration.version in done:
                     continue

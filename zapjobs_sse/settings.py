@@ -15,8 +15,8 @@ __all__ = [
     "SettingsError",
     "add_arguments",
     "default_data_dir",
-    "settings_from_args",
     "setting_fields",
+    "settings_from_args",
 ]
 
 LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -91,9 +91,7 @@ class Settings:
         "Log format: json, console, or auto (console on a terminal, json otherwise).",
         choices=("auto", "json", "console"),
     )
-    log_level: str = _setting(
-        "info", "Log level.", choices=("debug", "info", "warning", "error")
-    )
+    log_level: str = _setting("info", "Log level.", choices=("debug", "info", "warning", "error"))
     access_log: bool = _setting(False, "Log one line per HTTP request.")
 
     @property

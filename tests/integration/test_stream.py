@@ -22,8 +22,15 @@ async def test_stream_starts_with_retry_and_stats(
         stats = await client.wait_named("StatsUpdated")
         assert client.retry == server.settings.retry_ms
         assert set(stats[0].json()) >= {
-            "totalJobs", "totalRuns", "pendingRuns", "runningRuns", "completedToday",
-            "failedToday", "activeWorkers", "totalLogEntries", "deadLetterCount",
+            "totalJobs",
+            "totalRuns",
+            "pendingRuns",
+            "runningRuns",
+            "completedToday",
+            "failedToday",
+            "activeWorkers",
+            "totalLogEntries",
+            "deadLetterCount",
         }
         assert stats[0].id is not None
 
@@ -87,9 +94,10 @@ async def test_run_and_job_type_filters_route_detail_events(
 async def test_worker_heartbeat_reaches_workers_topic_only(
     server: RunningServer, http: aiohttp.ClientSession, writer: Writer
 ) -> None:
-    async with sse_connect(http, server.path("events?topics=workers")) as workers, sse_connect(
-        http, server.path("events?topics=runs")
-    ) as runs:
+    async with (
+        sse_connect(http, server.path("events?topics=workers")) as workers,
+        sse_connect(http, server.path("events?topics=runs")) as runs,
+    ):
         await writer.execute(
             "INSERT INTO zapjobs.heartbeats (worker_id, hostname, process_id, current_job_type,"
             " timestamp, jobs_processed) VALUES ('w-1', 'host-a', 42, 'email',"
