@@ -71,9 +71,18 @@ def mask_dsn(dsn: str) -> str:
 
 
 def _load_queries() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("sql", "queries.sql").read_text("utf-8")
-    pieces = _NAME_LINE.split(text)
-    return {name: body.strip() for name, body in zip(pieces[1::2], pieces[2::2], strict=True)}
+    """Every named query of every sql/*.sql file of the package."""
+    loaded: dict[str, str] = {}
+    folder = resources.files(__package__).joinpath("sql")
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        pieces = _NAME_LINE.split(entry.read_text("utf-8"))
+        for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
+            if name in loaded:
+                raise ValueError(f"query {name!r} is defined twice")
+            loaded[name] = body.strip()
+    return loaded
 
 
 queries: Mapping[str, str] = _load_queries()
