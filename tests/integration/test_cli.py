@@ -1,0 +1,59 @@
+"""The command line as a user runs it: real processes, real curl."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from tests.conftest import RunningServer
+from tests.support import Writer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_database_is_one_line_naming_the_masked_dsn() -> None:
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "zapjobs_sse", "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ZAPJOBS_DSN": f"postgresql://app:s3cret@127.0.0.1:{port}/jobs"},
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert f"postgresql://app:***@127.0.0.1:{port}/jobs" in errors[0]
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+async def test_curl_receives_job_run_updated_within_a_second(
+    server: RunningServer, writer: Writer
+) -> None:
+    run_id = await writer.insert_run("email")
+    curl = await asyncio.create_subprocess_exec(
+        "curl", "-sN", server.path("events?topics=runs"), stdout=asyncio.subprocess.PIPE
+    )
+    assert curl.stdout is not None
+    try:
+        assert (await asyncio.wait_for(curl.stdout.readline(), 5)).startswith(b"retry:")
+        committed = time.monotonic()
+        await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (run_id,))
+        while True:
+            line = await asyncio.wait_for(curl.stdout.readline(), 2)
+            if line.startswith(b"data:") and run_id.encode() in line:
+                break
+        assert time.monotonic() - committed < 1.0
+    finally:
+        curl.send_signal(signal.SIGTERM)
+        await curl.wait()
