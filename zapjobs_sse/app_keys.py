@@ -11,7 +11,16 @@ from .settings import Settings
 from .stats import StatsCoalescer
 from .workers import WorkerWatch
 
-__all__ = ["BRIDGE", "BROKER", "DATABASE", "DSN", "SETTINGS", "STATS", "WORKERS"]
+__all__ = [
+    "BRIDGE",
+    "BROKER",
+    "DATABASE",
+    "DSN",
+    "PUBLIC_PATHS",
+    "SETTINGS",
+    "STATS",
+    "WORKERS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 DSN = web.AppKey("dsn", str)
@@ -20,3 +29,5 @@ BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)
 STATS = web.AppKey("stats", StatsCoalescer)
 WORKERS = web.AppKey("workers", WorkerWatch)
+# Paths served without authentication (probes; /metrics when --metrics-open).
+PUBLIC_PATHS = web.AppKey("public_paths", frozenset[str])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,8 @@ class ChangeSet:
     workers_gone: set[str] = field(default_factory=set)
     stats: bool = False
     undecodable: int = 0
+    # "t" of each notification: when its writing transaction started (epoch seconds).
+    written_at: list[float] = field(default_factory=list)
 
     @classmethod
     def decode(cls, payloads: Sequence[str]) -> ChangeSet:
@@ -54,6 +57,9 @@ class ChangeSet:
                 changes.undecodable += 1
                 continue
             changes.stats = True
+            written_at = message.get("t")
+            if isinstance(written_at, int | float):
+                changes.written_at.append(float(written_at))
             if kind == "run":
                 changes.runs.update(ids)
             elif kind == "log":
@@ -80,6 +86,7 @@ class Bridge:
         check_timeout: float = 5.0,
         max_backoff: float = 10.0,
         on_reconnect: Callable[[], None] | None = None,
+        on_delay: Callable[[float], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._database = database
@@ -90,6 +97,7 @@ class Bridge:
         self._check_timeout = check_timeout
         self._max_backoff = max_backoff
         self._on_reconnect = on_reconnect
+        self._on_delay = on_delay
         self._listener: Listener | None = None
         self._log_cursors: dict[str, LogCursor] = {}
         self.listening = asyncio.Event()
@@ -202,6 +210,10 @@ class Bridge:
             self._stats.mark_dirty()
         for run in set(self._log_cursors) - watched:
             del self._log_cursors[run]
+        if self._on_delay is not None and changes.written_at:
+            now = time.time()
+            for written_at in changes.written_at:
+                self._on_delay(now - written_at)
 
     async def _read_logs(self, runs: set[str], requests: dict[str, LogCursor]) -> None:
         for run in sorted(runs):

@@ -295,6 +295,8 @@ class Broker:
         if sub not in self._subscriptions:
             return
         self._subscriptions.discard(sub)
+        if sub.close_reason == "overflow":
+            self._count("clients_evicted")
         for topic in sub.filter.topics:
             self._by_topic[topic].discard(sub)
         for job_type in sub.filter.job_types:

@@ -1,35 +1,56 @@
-"""{base}/health (the process is alive) and {base}/ready (it can serve live data)."""
+"""{base}/health (the process is alive) and {base}/ready (it can serve live data).
+
+Both answer JSON and need no authentication, so that Kubernetes probes and Docker's
+HEALTHCHECK can call them. /health never touches the database: a database outage must
+not get healthy processes restarted. /ready is 503 while the process cannot deliver
+live events (traffic should go to another replica).
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from .app_keys import BRIDGE, DATABASE
+from .app_keys import BRIDGE, DATABASE, SETTINGS
 from .db import DatabaseError
 
-__all__ = ["NOTIFY_QUEUE_THRESHOLD", "health", "ready"]
+__all__ = ["READY_DATABASE_TIMEOUT", "health", "ready"]
 
-# Above this share of the NOTIFY queue, a listener somewhere is not keeping up and
-# writers will start failing when it is full: report not-ready long before that.
-NOTIFY_QUEUE_THRESHOLD = 0.5
+# A probe has its own timeout (Kubernetes: 1 s by default); answer before it.
+READY_DATABASE_TIMEOUT = 0.8
+
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """The process is alive and its event loop answers."""
+    return web.json_response({"status": "ok"}, headers=_NO_STORE)
 
 
 async def ready(request: web.Request) -> web.Response:
-    bridge = request.app[BRIDGE]
-    checks: dict[str, object] = {"listening": bridge.listening.is_set()}
-    ok = bool(checks["listening"])
+    """Database reachable, bridge listening, NOTIFY queue usage below the threshold."""
+    threshold = request.app[SETTINGS].notify_queue_threshold
+    listening = request.app[BRIDGE].listening.is_set()
+    checks: dict[str, object] = {"bridge": "listening" if listening else "not_listening"}
+    ok = listening
     try:
-        usage = await request.app[DATABASE].notification_queue_usage()
-        checks["database"] = "ok"
-        checks["notificationQueueUsage"] = usage
-        ok = ok and usage < NOTIFY_QUEUE_THRESHOLD
-    except DatabaseError as error:
-        checks["database"] = str(error)
+        # The bound covers waiting for a pool connection too, not only the query.
+        async with asyncio.timeout(READY_DATABASE_TIMEOUT):
+            usage = await request.app[DATABASE].notification_queue_usage(
+                timeout=READY_DATABASE_TIMEOUT
+            )
+    except (DatabaseError, TimeoutError) as error:
+        checks["database"] = f"unreachable: {str(error) or 'timeout'}"
         ok = False
+    else:
+        checks["database"] = "ok"
+        checks["notifyQueue"] = "ok" if usage < threshold else "above_threshold"
+        checks["notifyQueueUsage"] = usage
+        checks["notifyQueueThreshold"] = threshold
+        ok = ok and usage < threshold
     return web.json_response(
-        {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
+        {"status": "ready" if ok else "not_ready", "checks": checks},
+        status=200 if ok else 503,
+        headers=_NO_STORE,
     )

@@ -93,6 +93,13 @@ class Settings:
     )
     log_level: str = _setting("info", "Log level.", choices=("debug", "info", "warning", "error"))
     access_log: bool = _setting(False, "Log one line per HTTP request.")
+    notify_queue_threshold: float = _setting(
+        0.5,
+        "Share of PostgreSQL's NOTIFY queue (0-1) in use above which /ready reports not ready.",
+    )
+    metrics_open: bool = _setting(
+        False, "Serve /metrics without authentication (for a scraper inside a trusted network)."
+    )
 
     @property
     def normalized_base_path(self) -> str:
@@ -122,6 +129,8 @@ class Settings:
         for name in ("replay_events", "client_buffer_bytes", "max_filters", "pool_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 < self.notify_queue_threshold <= 1:
+            raise SettingsError("--notify-queue-threshold must be greater than 0 and at most 1")
         if not 0 <= self.port <= 65535:
             raise SettingsError("--port must be between 0 and 65535")
         if any(c in self.base_path for c in "?#% \t\r\n"):
