@@ -45,6 +45,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as error:
         status = error.status
         raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away first (nginx's code for it)
+        raise
     except DatabaseUnavailable as error:
         status = 503
         log.warning("database_unavailable", path=request.path, error=str(error))
