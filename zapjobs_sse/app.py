@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from .api import setup_api
 from .app_keys import BRIDGE, BROKER, DATABASE, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
 from .bridge import Bridge
 from .broker import Broker
@@ -17,6 +18,7 @@ from .db import Database, DatabaseError, DatabaseUnavailable
 from .errors import json_error
 from .health import health, ready
 from .metrics import METRICS, Metrics, metrics_endpoint
+from .pages import setup_pages
 from .settings import Settings
 from .stats import StatsCoalescer
 from .stream import stream_events
@@ -141,6 +143,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{base}/events", stream_events, name="events")
     app.router.add_get(f"{base}/health", health, name="health")
     app.router.add_get(f"{base}/ready", ready, name="ready")
+    setup_api(app)
+    setup_pages(app)
     app[METRICS] = Metrics(app)
     app.router.add_get(f"{base}/metrics", metrics_endpoint, name="metrics")
     public = {f"{base}/health", f"{base}/ready"}

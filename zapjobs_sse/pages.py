@@ -1,0 +1,342 @@
+"""The server-rendered pages: complete without JavaScript; dashboard.js keeps them live."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp_jinja2
+import jinja2
+import structlog
+from aiohttp import web
+
+from .api import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    RunFilter,
+    chart_minutes,
+    current_stats,
+    list_run_rows,
+    page_cursor,
+    parse_page_key,
+    parse_run_filter,
+    parse_status,
+    utc_now,
+    workers_wire,
+)
+from .app_keys import DATABASE, SETTINGS
+from .assets import WEB_DIR
+from .cursors import LogCursor
+from .db import DatabaseError, DatabaseUnavailable
+from .errors import not_found
+from .params import one, parse_cursor, parse_limit, parse_uuid
+from .wire import (
+    DEAD_LETTER_STATUSES,
+    LOG_LEVELS,
+    RUN_STATUSES,
+    dead_letter_wire,
+    job_wire,
+    log_wire,
+    run_summary_wire,
+    run_wire,
+)
+
+__all__ = ["CHART_HEIGHT", "chart_bars", "format_duration", "format_time", "setup_pages"]
+
+log = structlog.get_logger("zapjobs_sse.pages")
+
+RECENT_RUNS = 15
+LOG_PAGE = 1000
+CHART_HEIGHT = 120
+CHART_BAR = 10
+
+Page = Callable[[web.Request], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The overview's stat cards: element id suffix, StatsUpdated field, label.
+STAT_CARDS = (
+    ("pending", "pendingRuns", "Pending"),
+    ("running", "runningRuns", "Running"),
+    ("completed", "completedToday", "Completed today"),
+    ("failed", "failedToday", "Failed today"),
+    ("active-workers", "activeWorkers", "Active workers"),
+    ("dead-letter", "deadLetterCount", "Dead letter"),
+    ("total-jobs", "totalJobs", "Job types"),
+    ("total-runs", "totalRuns", "Runs"),
+    ("total-log-entries", "totalLogEntries", "Log lines"),
+)
+
+
+def format_time(value: str | datetime | None) -> str:
+    """`YYYY-MM-DD HH:MM:SS` (UTC) from a wire timestamp or a naive UTC datetime."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value[:10] + " " + value[11:19]
+
+
+def format_duration(ms: int | None) -> str:
+    """A duration for people; dashboard.js formats it the same way."""
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60000:
+        tenths = ms // 100
+        return f"{tenths // 10}.{tenths % 10} s"
+    seconds = ms // 1000
+    return f"{seconds // 60} min {seconds % 60} s"
+
+
+def format_count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}".replace(",", "\u202f")
+
+
+def chart_bars(minutes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bar geometry of the runs-per-minute chart (dashboard.js draws the same)."""
+    top = max([m["completed"] + m["failed"] for m in minutes] + [1])
+    bars = []
+    for index, minute in enumerate(minutes):
+        completed_h = round(minute["completed"] * CHART_HEIGHT / top)
+        failed_h = round(minute["failed"] * CHART_HEIGHT / top)
+        bars.append(
+            {
+                "x": index * CHART_BAR,
+                "completed_y": CHART_HEIGHT - completed_h,
+                "completed_h": completed_h,
+                "failed_y": CHART_HEIGHT - completed_h - failed_h,
+                "failed_h": failed_h,
+                "title": f"{format_time(minute['minute'])[11:16]}: "
+                f"{minute['completed']} completed, {minute['failed']} failed",
+            }
+        )
+    return {
+        "bars": bars,
+        "top": top,
+        "width": len(minutes) * CHART_BAR,
+        "height": CHART_HEIGHT,
+        "completed": sum(m["completed"] for m in minutes),
+        "failed": sum(m["failed"] for m in minutes),
+    }
+
+
+def _error_message(error: web.HTTPException) -> str:
+    try:
+        return str(json.loads(error.text or "")["error"])
+    except (ValueError, KeyError, TypeError):
+        return error.reason
+
+
+def page(template: str, name: str) -> Callable[[Page], Handler]:
+    """Render a page; bad input and unknown ids become readable 400/404 pages, never a 500."""
+
+    def wrap(handler: Page) -> Handler:
+        async def render(request: web.Request) -> web.StreamResponse:
+            try:
+                context = await handler(request)
+            except (web.HTTPBadRequest, web.HTTPNotFound) as error:
+                return _error_page(request, error.status, _error_message(error))
+            except DatabaseUnavailable as error:
+                log.warning("page_database_unavailable", path=request.path, error=str(error))
+                return _error_page(request, 503, "The database cannot be reached right now.")
+            except DatabaseError as error:
+                log.error("page_database_error", path=request.path, error=str(error))
+                return _error_page(request, 503, "The database could not answer this request.")
+            context.setdefault("page", name)
+            return aiohttp_jinja2.render_template(template, request, _with_common(request, context))
+
+        return render
+
+    return wrap
+
+
+def _with_common(request: web.Request, context: dict[str, Any]) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    context["base"] = settings.normalized_base_path
+    context["poll_interval_ms"] = int(settings.poll_interval * 1000)
+    context.setdefault("page", "error")
+    context["rendered_at"] = format_time(utc_now())
+    return context
+
+
+def _query(**values: str | None) -> str:
+    """A query string of the non-empty values."""
+    return urlencode({key: value for key, value in values.items() if value})
+
+
+def _error_page(request: web.Request, status: int, message: str) -> web.Response:
+    titles = {400: "Bad request", 404: "Not found", 503: "Service unavailable"}
+    response = aiohttp_jinja2.render_template(
+        "error.html",
+        request,
+        _with_common(
+            request, {"status": status, "title": titles.get(status, "Error"), "message": message}
+        ),
+        status=status,
+    )
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+# -- pages ----------------------------------------------------------------------------
+
+
+@page("overview.html", "overview")
+async def overview(request: web.Request) -> dict[str, Any]:
+    database = request.app[DATABASE]
+    stats = await current_stats(request.app)
+    runs, _ = await list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
+    workers = workers_wire(await database.all_workers(), request.app[SETTINGS].worker_stale_after)
+    minutes = chart_minutes(await database.runs_per_minute(), utc_now())
+    return {
+        "title": "Overview",
+        "stats": stats,
+        "cards": STAT_CARDS,
+        "runs": [run_summary_wire(row) for row in runs],
+        "workers": workers,
+        "chart": chart_bars(minutes),
+        "page_size": RECENT_RUNS,
+    }
+
+
+@page("runs.html", "runs")
+async def runs_page(request: web.Request) -> dict[str, Any]:
+    runs = parse_run_filter(request.query)
+    rows, next_cursor = await list_run_rows(request.app[DATABASE], runs)
+    status_name = _enum_text(RUN_STATUSES, runs.status)
+    return {
+        "title": "Runs",
+        "runs": [run_summary_wire(row) for row in rows],
+        "next": next_cursor,
+        "status": status_name,
+        "job_type": runs.job_type or "",
+        "first_page": runs.before is None,
+        "newest_query": _query(status=status_name, job_type=runs.job_type),
+        "next_query": _query(status=status_name, job_type=runs.job_type, before=next_cursor),
+        "statuses": RUN_STATUSES,
+        "page_size": runs.limit,
+    }
+
+
+async def go_to_run(request: web.Request) -> web.StreamResponse:
+    """The header's "go to run" box: a run id to its page."""
+    base = request.app[SETTINGS].normalized_base_path
+    text = (one(request.query, "id") or "").strip()
+    try:
+        run_id = parse_uuid("id", text)
+    except web.HTTPBadRequest as error:
+        return _error_page(request, 400, _error_message(error))
+    raise web.HTTPSeeOther(f"{base}/runs/{run_id}")
+
+
+@page("run.html", "run")
+async def run_page(request: web.Request) -> dict[str, Any]:
+    run_id = parse_uuid("id", request.match_info["id"])
+    after_text = one(request.query, "after")
+    after = parse_cursor("after", after_text) if after_text else LogCursor.START
+    database = request.app[DATABASE]
+    row = await database.run(run_id)
+    if row is None:
+        not_found(f"No run with id {run_id}.")
+    lines = await database.logs_after(run_id, after, limit=LOG_PAGE)
+    logs = [log_wire(line) for line in lines]
+    run = run_wire(row)
+    return {
+        "title": f"Run {run_id}",
+        "run": run,
+        "fields": [(key, value) for key, value in run.items()],
+        "logs": logs,
+        "logs_after": logs[-1]["cursor"] if logs else str(after),
+        "more_logs": len(logs) == LOG_PAGE,
+        "started_after": after_text or "",
+        "levels": LOG_LEVELS,
+    }
+
+
+def _enum_text(names: tuple[str, ...], value: int | None) -> str:
+    """The filter as the form shows it: a name, a number ZapJobs does not name, or ''."""
+    if value is None:
+        return ""
+    return names[value] if value < len(names) else str(value)
+
+
+@page("jobs.html", "jobs")
+async def jobs_page(request: web.Request) -> dict[str, Any]:
+    rows = await request.app[DATABASE].list_jobs()
+    return {"title": "Job definitions", "jobs": [job_wire(row) for row in rows]}
+
+
+@page("workers.html", "workers")
+async def workers_page(request: web.Request) -> dict[str, Any]:
+    rows = await request.app[DATABASE].all_workers()
+    workers = workers_wire(rows, request.app[SETTINGS].worker_stale_after)
+    return {"title": "Workers", "workers": workers}
+
+
+@page("dead_letter.html", "dead-letter")
+async def dead_letter_page(request: web.Request) -> dict[str, Any]:
+    query = request.query
+    status = parse_status(query, DEAD_LETTER_STATUSES)
+    before = parse_page_key(query)
+    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
+    rows = await request.app[DATABASE].list_dead_letter(
+        status=status, before=before, limit=limit + 1
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = page_cursor(rows[-1]["moved_at"], str(rows[-1]["id"]))
+    status_name = _enum_text(DEAD_LETTER_STATUSES, status)
+    return {
+        "title": "Dead letter",
+        "entries": [dead_letter_wire(row) for row in rows],
+        "next": next_cursor,
+        "status": status_name,
+        "statuses": DEAD_LETTER_STATUSES,
+        "first_page": before is None,
+        "newest_query": _query(status=status_name),
+        "next_query": _query(status=status_name, before=next_cursor),
+    }
+
+
+async def _to_overview(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently(request.app[SETTINGS].normalized_base_path + "/")
+
+
+def _lower(value: object) -> str:
+    return str(value).lower()
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "when": format_time,
+    "duration": format_duration,
+    "count": format_count,
+    "lower": _lower,
+}
+
+
+def setup_pages(app: web.Application) -> None:
+    """Templates, static files and the page routes under the configured base path."""
+    base = app[SETTINGS].normalized_base_path
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        filters=FILTERS,
+    )
+    app.router.add_static(f"{base}/static", WEB_DIR / "static", name="static")
+    app.router.add_get(f"{base}/", overview, name="page_overview")
+    if base:
+        app.router.add_get(base, _to_overview, name="page_base")
+    app.router.add_get(f"{base}/runs", runs_page, name="page_runs")
+    app.router.add_get(f"{base}/runs/go", go_to_run, name="page_go_to_run")
+    app.router.add_get(f"{base}/runs/{{id}}", run_page, name="page_run")
+    app.router.add_get(f"{base}/jobs", jobs_page, name="page_jobs")
+    app.router.add_get(f"{base}/workers", workers_page, name="page_workers")
+    app.router.add_get(f"{base}/dead-letter", dead_letter_page, name="page_dead_letter")
