@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,11 +38,16 @@ def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pgdata"))
+    # Not under pytest's private temp folder: the server runs as another user when the
+    # tests run as root, and must be able to reach its data directory.
+    folder = Path(tempfile.mkdtemp(prefix="zapjobs-sse-test-"))
+    folder.chmod(0o755)
+    server = EmbeddedPostgres(folder / "pgdata")
     try:
         yield server.start()
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

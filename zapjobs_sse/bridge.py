@@ -196,7 +196,7 @@ class Bridge:
         watched = self._broker.watched_runs()
         try:
             await self._read_logs((changes.log_runs & watched) | set(requests), requests)
-            if changes.runs and self._broker.subscription_count:
+            if changes.runs:
                 self._publish_runs(await self._database.runs_by_ids(sorted(changes.runs)))
             if changes.workers:
                 self._workers.update(await self._database.workers_by_ids(sorted(changes.workers)))
@@ -237,17 +237,11 @@ class Bridge:
                     break
 
     def _publish_runs(self, rows: list[dict[str, object]]) -> None:
+        # Published whether or not anybody listens right now: the replay ring must hold
+        # every change, or a client reconnecting with Last-Event-ID would miss some.
         broker = self._broker
         for row in rows:
-            run_id = str(row["id"])
-            if broker.wants_topic("runs"):
-                broker.publish("JobRunUpdated", dumps(run_summary_wire(row)), (TOPIC, "runs"))
-            detail: str | None = None
-            if broker.is_watched_run(run_id):
-                detail = dumps(run_wire(row))
-                broker.publish("RunDetailUpdated", detail, (RUN, run_id))
-            job_type = str(row["job_type_id"])
-            if broker.is_watched_job_type(job_type):
-                broker.publish(
-                    "JobTypeRunUpdated", detail or dumps(run_wire(row)), (JOB_TYPE, job_type)
-                )
+            broker.publish("JobRunUpdated", dumps(run_summary_wire(row)), (TOPIC, "runs"))
+            detail = dumps(run_wire(row))
+            broker.publish("RunDetailUpdated", detail, (RUN, str(row["id"])))
+            broker.publish("JobTypeRunUpdated", detail, (JOB_TYPE, str(row["job_type_id"])))

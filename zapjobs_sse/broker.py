@@ -230,25 +230,26 @@ class Broker:
         """
         sub = Subscription(stream_filter, self._client_buffer_bytes, identity)
         head_id = self.event_id(self.seq)
-        replay: list[Event] = []
         if last_event_id is not None:
             resumable, reason = self._resumable(last_event_id, stream_filter)
             if resumable:
                 last = int(last_event_id.rpartition("-")[2])
-                replay = [
-                    e for e in self._ring if e.seq > last and stream_filter.accepts(e.audience)
-                ]
                 sub.resumed = True
+                for run in stream_filter.runs:
+                    sub._log_state[run] = None
+                for event in self._ring:
+                    if event.seq > last and stream_filter.accepts(event.audience):
+                        sub.deliver(event)
             else:
                 sub.push(event_frame(head_id, "resync", dumps({"reason": reason})))
                 self._count("resyncs_sent")
+        for run in stream_filter.runs:
+            sub._log_state.setdefault(run, _Waiting(None))
+        # The stats come after any replay: their id is the head, so a client cut off
+        # right after them must not skip the replayed events.
         if "stats" in stream_filter.topics and self.latest_stats is not None:
             sub.push(event_frame(head_id, "StatsUpdated", self.latest_stats))
-        for run in stream_filter.runs:
-            sub._log_state[run] = None if sub.resumed else _Waiting(None)
         self._register(sub)
-        for event in replay:
-            sub.deliver(event)
         return sub
 
     def request_logs(self, sub: Subscription, starts: Mapping[str, LogCursor]) -> None:

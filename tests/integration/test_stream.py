@@ -172,6 +172,7 @@ async def test_noop_update_sends_nothing(
     server: RunningServer, http: aiohttp.ClientSession, writer: Writer
 ) -> None:
     run_id = await writer.insert_run("email")
+    await asyncio.sleep(0.3)  # the insert's own events are published before we subscribe
     async with sse_connect(http, server.path(f"events?run={run_id}&topics=runs")) as client:
         await asyncio.sleep(0.2)
         await writer.execute("UPDATE zapjobs.runs SET status = status WHERE id = %s", (run_id,))

@@ -1,0 +1,128 @@
+"""Resume and resync: after any disconnect a client ends up with exactly what the table holds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiohttp
+import pytest
+
+from tests.conftest import RunningServer
+from tests.support import SSEClient, Writer, sse_connect
+
+LINES = 10_000
+DISCONNECTS = 100
+
+
+async def test_log_lines_survive_a_hundred_forced_disconnects(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    run_id = await writer.insert_run(status=2)
+    received: list[tuple[str, str]] = []  # (id, message)
+    last_event_id: str | None = None
+    last_cursor = "0.00000000-0000-0000-0000-000000000000"
+    resumed = resynced = 0
+
+    async def write_lines() -> None:
+        for start in range(0, LINES, 25):
+            await writer.insert_logs(run_id, [f"line {i}" for i in range(start, start + 25)])
+            await asyncio.sleep(0.002)
+
+    def take(client: SSEClient) -> None:
+        nonlocal last_event_id, last_cursor, resumed, resynced
+        if client.named("resync"):
+            resynced += 1
+        elif last_event_id is not None:
+            resumed += 1
+        for event in client.named("LogAdded"):
+            line = event.json()
+            received.append((line["id"], line["message"]))
+            last_cursor = line["cursor"]
+        last_event_id = client.last_id or last_event_id
+
+    async def connect_once(duration: float) -> None:
+        # Always offer both: the server resumes from Last-Event-ID when it can prove
+        # the replay complete, and otherwise sends resync and replays from the cursor.
+        url = server.path(f"events?run={run_id}&topics=&logs_after={last_cursor}")
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else None
+        async with sse_connect(http, url, headers) as client:
+            await asyncio.sleep(duration)
+        take(client)
+
+    writing = asyncio.create_task(write_lines())
+    for _ in range(DISCONNECTS):
+        await connect_once(random.uniform(0.005, 0.06))
+    await writing
+    for _ in range(40):
+        if len(received) >= LINES:
+            break
+        await connect_once(0.5)
+
+    stored = await writer.execute(
+        "SELECT id::text, message FROM zapjobs.logs WHERE run_id = %s ORDER BY timestamp, id",
+        (run_id,),
+    )
+    assert len(stored) == LINES
+    assert len(received) == len(set(received)), "a line arrived twice"
+    assert received == stored
+    assert resumed > DISCONNECTS / 2, f"only {resumed} of {DISCONNECTS} reconnects resumed"
+
+
+@pytest.mark.parametrize(
+    ("last_event_id", "reason"),
+    [
+        ("deadbeef-3", "unknown_last_event_id"),  # another process's id
+        ("garbage", "unknown_last_event_id"),
+    ],
+)
+async def test_unknown_last_event_id_gets_resync_first(
+    server: RunningServer, http: aiohttp.ClientSession, last_event_id: str, reason: str
+) -> None:
+    headers = {"Last-Event-ID": last_event_id}
+    async with sse_connect(http, server.path("events"), headers) as client:
+        await client.wait_named("StatsUpdated")
+        assert client.events[0].name == "resync"
+        assert client.events[0].json() == {"reason": reason}
+
+
+@pytest.mark.parametrize("server_settings", [{"replay_events": 5}])
+async def test_expired_last_event_id_gets_resync_and_a_fresh_id_resumes(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    async with sse_connect(http, server.path("events?topics=runs")) as client:
+        await writer.insert_run()
+        await client.wait_named("JobRunUpdated")
+    old_id = client.last_id
+    assert old_id is not None
+    for _ in range(10):  # more than the replay window holds
+        await writer.insert_run()
+    await asyncio.sleep(0.5)  # let the server publish them
+    async with sse_connect(http, server.path("events?topics=runs"), {"Last-Event-ID": old_id}) as c:
+        await c.wait_named("resync")
+        assert c.named("resync")[0].json() == {"reason": "replay_window_exceeded"}
+    fresh_id = c.last_id
+    assert fresh_id is not None
+    missed = await writer.insert_run()
+    async with sse_connect(
+        http, server.path("events?topics=runs"), {"Last-Event-ID": fresh_id}
+    ) as resumed:
+        events = await resumed.wait_named("JobRunUpdated")
+        assert [e.json()["id"] for e in events] == [missed]
+        assert not resumed.named("resync")
+
+
+async def test_resume_replays_exactly_the_missed_events(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    async with sse_connect(http, server.path("events?topics=runs")) as client:
+        first = await writer.insert_run()
+        await client.wait_named("JobRunUpdated")
+    missed = [await writer.insert_run() for _ in range(3)]
+    await asyncio.sleep(0.3)
+    headers = {"Last-Event-ID": client.last_id or ""}
+    async with sse_connect(http, server.path("events?topics=runs"), headers) as resumed:
+        events = await resumed.wait_named("JobRunUpdated", 3)
+        assert [e.json()["id"] for e in events] == missed
+        assert first not in [e.json()["id"] for e in events]
+        assert not resumed.named("resync")
