@@ -85,7 +85,7 @@ async def writer(database_dsn: str) -> AsyncIterator[Writer]:
     w.close()
 
 
-def test_settings(dsn: str, **overrides: Any) -> Settings:
+def make_settings(dsn: str, **overrides: Any) -> Settings:
     base = Settings(
         dsn=dsn,
         host="127.0.0.1",
@@ -119,7 +119,7 @@ def server_settings() -> dict[str, Any]:
 async def server(
     database_dsn: str, server_settings: dict[str, Any]
 ) -> AsyncIterator[RunningServer]:
-    settings = test_settings(database_dsn, **server_settings)
+    settings = make_settings(database_dsn, **server_settings)
     async with serve_app(settings) as url:
         yield RunningServer(url, settings)
 

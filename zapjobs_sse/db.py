@@ -38,6 +38,8 @@ __all__ = [
 
 Row = dict[str, Any]
 CHANNEL = "zapjobs_sse"
+# pg_stat_activity.application_name of the LISTEN connection, for operators.
+LISTENER_NAME = "zapjobs-sse-listener"
 _NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
 
 # TCP keepalives make a half-open connection fail within about a minute even when
@@ -132,11 +134,18 @@ class Connection:
             await self._raw.close()
 
 
-async def connect(dsn: str, *, timeout: float = 10.0) -> Connection:
+async def connect(
+    dsn: str, *, timeout: float = 10.0, application_name: str = "zapjobs-sse"
+) -> Connection:
     """Open a dedicated connection; DatabaseUnavailable names the (masked) DSN on failure."""
     try:
         raw = await aiopg.connect(
-            dsn, timeout=timeout, enable_hstore=False, enable_uuid=False, **_KEEPALIVES
+            dsn,
+            timeout=timeout,
+            enable_hstore=False,
+            enable_uuid=False,
+            application_name=application_name,
+            **_KEEPALIVES,
         )
     except (TimeoutError, psycopg2.Error, OSError) as error:
         raise DatabaseUnavailable(
@@ -174,6 +183,7 @@ class Database:
                 pool_recycle=300,
                 enable_hstore=False,
                 enable_uuid=False,
+                application_name="zapjobs-sse",
                 **_KEEPALIVES,
             )
         except (TimeoutError, psycopg2.Error, OSError) as error:
@@ -301,7 +311,7 @@ class Listener:
 
     @classmethod
     async def open(cls, dsn: str, *, timeout: float) -> Listener:
-        connection = await connect(dsn, timeout=timeout)
+        connection = await connect(dsn, timeout=timeout, application_name=LISTENER_NAME)
         try:
             await connection.execute(f"LISTEN {CHANNEL}", timeout=timeout)
             rows = await connection.execute("SELECT pg_backend_pid() AS pid", timeout=timeout)

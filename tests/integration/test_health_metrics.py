@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import test_settings as settings_for
+from tests.conftest import make_settings as settings_for
 from tests.support import Writer, sse_connect
 from zapjobs_sse.app import create_app
 from zapjobs_sse.app_keys import BRIDGE, PUBLIC_PATHS

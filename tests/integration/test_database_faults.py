@@ -1,0 +1,257 @@
+"""Database faults: a killed LISTEN connection, a full PostgreSQL restart, a silent network.
+
+After each, the bridge reconnects, every client receives `resync`, readiness tells the
+truth during the outage, and events flow again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import aiohttp
+import pytest
+
+from tests.conftest import make_settings
+from tests.support import SSEClient, Writer
+from zapjobs_sse.embedded import EmbeddedPostgres
+from zapjobs_sse.migrations import apply_migrations
+from zapjobs_sse.server import serve_app
+
+CLIENTS = 100
+FAST = {
+    "db_check_interval": 1.0,
+    "db_check_timeout": 1.0,
+    "reconnect_max_delay": 0.5,
+    "max_streams_per_identity": 1000,
+}
+
+
+@dataclass
+class PrivatePostgres:
+    """An embedded PostgreSQL of one test alone, which the test may stop and start."""
+
+    folder: Path
+    server: EmbeddedPostgres
+    dsn: str
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = EmbeddedPostgres(self.folder / "pgdata")
+        assert self.server.start() == self.dsn
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    folder = Path(tempfile.mkdtemp(prefix="zapjobs-sse-restart-"))
+    folder.chmod(0o755)
+    server = EmbeddedPostgres(folder / "pgdata")
+    dsn = server.start()
+    asyncio.run(apply_migrations(dsn))
+    postgres = PrivatePostgres(folder, server, dsn)
+    try:
+        yield postgres
+    finally:
+        postgres.server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def clients(url: str, count: int) -> AsyncIterator[list[SSEClient]]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        responses = await asyncio.gather(
+            *(session.get(url, timeout=aiohttp.ClientTimeout(total=None)) for _ in range(count))
+        )
+        assert all(r.status == 200 for r in responses)
+        streams = [SSEClient(r).start() for r in responses]
+        try:
+            await asyncio.gather(*(s.wait_named("StatsUpdated") for s in streams))
+            yield streams
+        finally:
+            await asyncio.gather(*(s.close() for s in streams))
+
+
+async def ready_status(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, object]]:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
+        return response.status, await response.json()
+
+
+async def wait_ready(url: str, want: int, within: float) -> float:
+    """Seconds until {base}/ready answers `want`."""
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() - started < within:
+            status, _ = await ready_status(session, url)
+            if status == want:
+                return time.monotonic() - started
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"/ready did not answer {want} within {within} s")
+
+
+async def everyone_gets(streams: list[SSEClient], name: str, count: int = 1) -> None:
+    await asyncio.gather(*(s.wait_named(name, count, timeout=15) for s in streams))
+
+
+async def test_killed_listen_connection_reconnects_and_resyncs_every_client(
+    database_dsn: str, writer: Writer
+) -> None:
+    async with serve_app(make_settings(database_dsn, **FAST)) as url:
+        async with clients(url + "events", CLIENTS) as streams:
+            killed = await writer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'zapjobs-sse-listener'"
+                " AND datname = current_database()"
+            )
+            assert killed == [(True,)]
+            started = time.monotonic()
+            await everyone_gets(streams, "resync")
+            reconnected_in = time.monotonic() - started
+            assert {s.named("resync")[0].json()["reason"] for s in streams} == {
+                "database_reconnected"
+            }
+            run_id = await writer.insert_run()
+            await asyncio.gather(
+                *(
+                    s.wait_for(
+                        lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
+                        timeout=10,
+                    )
+                    for s in streams
+                )
+            )
+    print(f"reconnect after pg_terminate_backend: {reconnected_in:.2f} s")
+
+
+async def test_postgres_restart_resyncs_every_client_and_readiness_tells_the_truth(
+    private_postgres: PrivatePostgres,
+) -> None:
+    async with serve_app(make_settings(private_postgres.dsn, **FAST)) as url:
+        async with clients(url + "events", CLIENTS) as streams:
+            await wait_ready(url + "ready", 200, within=5)
+            await asyncio.to_thread(private_postgres.stop)
+            await wait_ready(url + "ready", 503, within=5)
+            await asyncio.to_thread(private_postgres.start)
+            restarted = time.monotonic()
+            back_in = await wait_ready(url + "ready", 200, within=15)
+            await everyone_gets(streams, "resync")
+            writer = Writer(private_postgres.dsn)
+            try:
+                run_id = await writer.insert_run()
+            finally:
+                writer.close()
+            await asyncio.gather(
+                *(
+                    s.wait_for(
+                        lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
+                        timeout=10,
+                    )
+                    for s in streams
+                )
+            )
+            flowing_in = time.monotonic() - restarted
+    print(f"after PostgreSQL restart: ready in {back_in:.2f} s, events in {flowing_in:.2f} s")
+
+
+class SilenceableProxy:
+    """A TCP proxy to PostgreSQL that can go silent: bytes stop, sockets stay open."""
+
+    def __init__(self, dsn: str) -> None:
+        parts = urlsplit(dsn)
+        socket_dir = parse_qs(parts.query).get("host", [""])[0]
+        self._unix = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None
+        self._tcp = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._dsn = parts
+        self.silent = False
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        user = self._dsn.username or "postgres"
+        return urlunsplit(("postgresql", f"{user}@127.0.0.1:{port}", self._dsn.path, "", ""))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        while self.silent:
+            await asyncio.sleep(0.05)
+        if self._unix:
+            up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self._tcp)
+        self._writers.append(up_writer)
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not self.silent:
+                    writer.write(data)
+        finally:
+            writer.close()
+
+    def heal(self) -> None:
+        """Speak again; the connections that went silent are cut, as a router would."""
+        self.silent = False
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.heal()
+        if self._server is not None:
+            self._server.close()
+
+
+async def test_silent_network_loss_is_detected_within_the_configured_time(
+    database_dsn: str, writer: Writer
+) -> None:
+    proxy = SilenceableProxy(database_dsn)
+    dsn = await proxy.start()
+    bound = FAST["db_check_interval"] + FAST["db_check_timeout"]
+    try:
+        async with serve_app(make_settings(dsn, **FAST)) as url:
+            async with clients(url + "events", 10) as streams:
+                await wait_ready(url + "ready", 200, within=5)
+                proxy.silent = True
+                started = time.monotonic()
+                async with aiohttp.ClientSession() as session:
+                    while True:
+                        _, body = await ready_status(session, url + "ready")
+                        checks = body["checks"]
+                        assert isinstance(checks, dict)
+                        if checks["bridge"] != "listening":
+                            break
+                        assert time.monotonic() - started < bound + 2.0, "loss not detected"
+                        await asyncio.sleep(0.1)
+                detected_in = time.monotonic() - started
+                proxy.heal()
+                await wait_ready(url + "ready", 200, within=15)
+                await everyone_gets(streams, "resync")
+                run_id = await writer.insert_run()
+                await asyncio.gather(
+                    *(
+                        s.wait_for(
+                            lambda es: any(
+                                e.name == "JobRunUpdated" and run_id in e.data for e in es
+                            ),
+                            timeout=10,
+                        )
+                        for s in streams
+                    )
+                )
+    finally:
+        await proxy.close()
+    print(f"silent loss detected in {detected_in:.2f} s (bound {bound:.1f} s + one check)")
