@@ -105,60 +105,62 @@ async def everyone_gets(streams: list[SSEClient], name: str, count: int = 1) -> 
 async def test_killed_listen_connection_reconnects_and_resyncs_every_client(
     database_dsn: str, writer: Writer
 ) -> None:
-    async with serve_app(make_settings(database_dsn, **FAST)) as url:
-        async with clients(url + "events", CLIENTS) as streams:
-            killed = await writer.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'zapjobs-sse-listener'"
-                " AND datname = current_database()"
-            )
-            assert killed == [(True,)]
-            started = time.monotonic()
-            await everyone_gets(streams, "resync")
-            reconnected_in = time.monotonic() - started
-            assert {s.named("resync")[0].json()["reason"] for s in streams} == {
-                "database_reconnected"
-            }
-            run_id = await writer.insert_run()
-            await asyncio.gather(
-                *(
-                    s.wait_for(
-                        lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
-                        timeout=10,
-                    )
-                    for s in streams
+    async with (
+        serve_app(make_settings(database_dsn, **FAST)) as url,
+        clients(url + "events", CLIENTS) as streams,
+    ):
+        killed = await writer.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'zapjobs-sse-listener'"
+            " AND datname = current_database()"
+        )
+        assert killed == [(True,)]
+        started = time.monotonic()
+        await everyone_gets(streams, "resync")
+        reconnected_in = time.monotonic() - started
+        assert {s.named("resync")[0].json()["reason"] for s in streams} == {"database_reconnected"}
+        run_id = await writer.insert_run()
+        await asyncio.gather(
+            *(
+                s.wait_for(
+                    lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
+                    timeout=10,
                 )
+                for s in streams
             )
+        )
     print(f"reconnect after pg_terminate_backend: {reconnected_in:.2f} s")
 
 
 async def test_postgres_restart_resyncs_every_client_and_readiness_tells_the_truth(
     private_postgres: PrivatePostgres,
 ) -> None:
-    async with serve_app(make_settings(private_postgres.dsn, **FAST)) as url:
-        async with clients(url + "events", CLIENTS) as streams:
-            await wait_ready(url + "ready", 200, within=5)
-            await asyncio.to_thread(private_postgres.stop)
-            await wait_ready(url + "ready", 503, within=5)
-            await asyncio.to_thread(private_postgres.start)
-            restarted = time.monotonic()
-            back_in = await wait_ready(url + "ready", 200, within=15)
-            await everyone_gets(streams, "resync")
-            writer = Writer(private_postgres.dsn)
-            try:
-                run_id = await writer.insert_run()
-            finally:
-                writer.close()
-            await asyncio.gather(
-                *(
-                    s.wait_for(
-                        lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
-                        timeout=10,
-                    )
-                    for s in streams
+    async with (
+        serve_app(make_settings(private_postgres.dsn, **FAST)) as url,
+        clients(url + "events", CLIENTS) as streams,
+    ):
+        await wait_ready(url + "ready", 200, within=5)
+        await asyncio.to_thread(private_postgres.stop)
+        await wait_ready(url + "ready", 503, within=5)
+        await asyncio.to_thread(private_postgres.start)
+        restarted = time.monotonic()
+        back_in = await wait_ready(url + "ready", 200, within=15)
+        await everyone_gets(streams, "resync")
+        writer = Writer(private_postgres.dsn)
+        try:
+            run_id = await writer.insert_run()
+        finally:
+            writer.close()
+        await asyncio.gather(
+            *(
+                s.wait_for(
+                    lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
+                    timeout=10,
                 )
+                for s in streams
             )
-            flowing_in = time.monotonic() - restarted
+        )
+        flowing_in = time.monotonic() - restarted
     print(f"after PostgreSQL restart: ready in {back_in:.2f} s, events in {flowing_in:.2f} s")
 
 
@@ -172,6 +174,8 @@ class SilenceableProxy:
         self._tcp = (parts.hostname or "127.0.0.1", parts.port or 5432)
         self._dsn = parts
         self.silent = False
+        self._speaking = asyncio.Event()
+        self._speaking.set()
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
@@ -183,8 +187,7 @@ class SilenceableProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
-        while self.silent:
-            await asyncio.sleep(0.05)
+        await self._speaking.wait()
         if self._unix:
             up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
         else:
@@ -202,9 +205,14 @@ class SilenceableProxy:
         finally:
             writer.close()
 
+    def go_silent(self) -> None:
+        self.silent = True
+        self._speaking.clear()
+
     def heal(self) -> None:
         """Speak again; the connections that went silent are cut, as a router would."""
         self.silent = False
+        self._speaking.set()
         for writer in self._writers:
             writer.close()
         self._writers.clear()
@@ -222,36 +230,36 @@ async def test_silent_network_loss_is_detected_within_the_configured_time(
     dsn = await proxy.start()
     bound = FAST["db_check_interval"] + FAST["db_check_timeout"]
     try:
-        async with serve_app(make_settings(dsn, **FAST)) as url:
-            async with clients(url + "events", 10) as streams:
-                await wait_ready(url + "ready", 200, within=5)
-                proxy.silent = True
-                started = time.monotonic()
-                async with aiohttp.ClientSession() as session:
-                    while True:
-                        _, body = await ready_status(session, url + "ready")
-                        checks = body["checks"]
-                        assert isinstance(checks, dict)
-                        if checks["bridge"] != "listening":
-                            break
-                        assert time.monotonic() - started < bound + 2.0, "loss not detected"
-                        await asyncio.sleep(0.1)
-                detected_in = time.monotonic() - started
-                proxy.heal()
-                await wait_ready(url + "ready", 200, within=15)
-                await everyone_gets(streams, "resync")
-                run_id = await writer.insert_run()
-                await asyncio.gather(
-                    *(
-                        s.wait_for(
-                            lambda es: any(
-                                e.name == "JobRunUpdated" and run_id in e.data for e in es
-                            ),
-                            timeout=10,
-                        )
-                        for s in streams
+        async with (
+            serve_app(make_settings(dsn, **FAST)) as url,
+            clients(url + "events", 10) as streams,
+        ):
+            await wait_ready(url + "ready", 200, within=5)
+            proxy.go_silent()
+            started = time.monotonic()
+            async with aiohttp.ClientSession() as session:
+                while True:
+                    _, body = await ready_status(session, url + "ready")
+                    checks = body["checks"]
+                    assert isinstance(checks, dict)
+                    if checks["bridge"] != "listening":
+                        break
+                    assert time.monotonic() - started < bound + 2.0, "loss not detected"
+                    await asyncio.sleep(0.1)
+            detected_in = time.monotonic() - started
+            proxy.heal()
+            await wait_ready(url + "ready", 200, within=15)
+            await everyone_gets(streams, "resync")
+            run_id = await writer.insert_run()
+            await asyncio.gather(
+                *(
+                    s.wait_for(
+                        lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
+                        timeout=10,
                     )
+                    for s in streams
                 )
+            )
     finally:
         await proxy.close()
     print(f"silent loss detected in {detected_in:.2f} s (bound {bound:.1f} s + one check)")
