@@ -12,13 +12,16 @@ from aiohttp import web
 
 from .api import setup_api
 from .app_keys import BRIDGE, BROKER, DATABASE, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
+from .auth import authenticate, setup_auth
 from .bridge import Bridge
 from .broker import Broker
 from .db import Database, DatabaseError, DatabaseUnavailable
 from .errors import json_error
 from .health import health, ready
+from .limits import STREAM_LIMITER, StreamLimiter
 from .metrics import METRICS, Metrics, metrics_endpoint
 from .pages import setup_pages
+from .security import cors_preflight, setup_security
 from .settings import Settings
 from .stats import StatsCoalescer
 from .stream import stream_events
@@ -131,8 +134,15 @@ async def _end_streams(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """The whole server for these settings (settings.dsn set, or libpq defaults)."""
-    app = web.Application(middlewares=[request_context], client_max_size=64 * 1024)
+    app = web.Application(
+        # Authentication guards every route, including any added later; see auth.py.
+        middlewares=[request_context, cors_preflight, authenticate],
+        client_max_size=64 * 1024,
+    )
     app[SETTINGS] = settings
+    setup_security(app)
+    setup_auth(app)
+    app[STREAM_LIMITER] = StreamLimiter(settings.max_streams, settings.max_streams_per_identity)
     app[BROKER] = Broker(
         replay_events=settings.replay_events,
         client_buffer_bytes=settings.client_buffer_bytes,
@@ -147,7 +157,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_pages(app)
     app[METRICS] = Metrics(app)
     app.router.add_get(f"{base}/metrics", metrics_endpoint, name="metrics")
-    public = {f"{base}/health", f"{base}/ready"}
+    public = {f"{base}/health", f"{base}/ready"} if settings.health_open else set()
     if settings.metrics_open:
         public.add(f"{base}/metrics")
     app[PUBLIC_PATHS] = frozenset(public)

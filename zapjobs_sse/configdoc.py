@@ -37,6 +37,8 @@ any of them is set; otherwise an embedded PostgreSQL is started in `--data-dir`.
 
 
 def _flag(f: dataclasses.Field[Any]) -> str:
+    if f.metadata["secret"]:
+        return "(environment only)"
     flag = "--" + f.name.replace("_", "-")
     if str(f.type) == "bool":
         return f"`{flag}` / `--no-{flag[2:]}`"

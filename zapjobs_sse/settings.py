@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
+    "MIN_TOKEN_LENGTH",
     "Settings",
     "SettingsError",
     "add_arguments",
     "default_data_dir",
+    "is_loopback_host",
     "setting_fields",
     "settings_from_args",
+    "split_list",
 ]
+
+MIN_TOKEN_LENGTH = 16
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
@@ -32,8 +41,15 @@ def default_data_dir() -> str:
     return str(Path(base) / "zapjobs-sse" / "pgdata")
 
 
-def _setting(default: Any, help: str, *, choices: Sequence[str] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _setting(
+    default: Any, help: str, *, choices: Sequence[str] | None = None, secret: bool = False
+) -> Any:
+    # A secret comes from the environment only (never a flag, never in a repr).
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"help": help, "choices": choices, "secret": secret},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +116,58 @@ class Settings:
     metrics_open: bool = _setting(
         False, "Serve /metrics without authentication (for a scraper inside a trusted network)."
     )
+    auth: str = _setting(
+        "none",
+        "Authentication: none (loopback addresses only), token (bearer tokens and a login "
+        "page), proxy (a user header set by an authenticating reverse proxy).",
+        choices=("none", "token", "proxy"),
+    )
+    insecure_no_auth: bool = _setting(
+        False, "Allow --auth none on an address that is not a loopback address (unsafe)."
+    )
+    tokens: str | None = _setting(
+        None, "Access tokens, comma separated (at least 16 characters each).", secret=True
+    )
+    tokens_file: str | None = _setting(
+        None, "File of access tokens, one per line ('#' comments); re-read when it changes."
+    )
+    session_secret: str | None = _setting(
+        None,
+        "Key that signs session cookies (share it between replicas). Unset: random per process.",
+        secret=True,
+    )
+    session_secret_file: str | None = _setting(
+        None, "File holding the key that signs session cookies (instead of the variable)."
+    )
+    session_lifetime: float = _setting(
+        28800.0, "Seconds a browser session lasts after signing in; its streams end then."
+    )
+    cookie_secure: bool = _setting(
+        False, "Always mark the session cookie Secure (set it behind a TLS-terminating proxy)."
+    )
+    login_attempts_per_minute: int = _setting(
+        10, "Failed sign-ins (and wrong bearer tokens) allowed per client address per minute."
+    )
+    proxy_user_header: str = _setting(
+        "X-Forwarded-User", "Header holding the user name set by the authenticating proxy."
+    )
+    trusted_proxies: str = _setting(
+        "", "Addresses (CIDRs, comma separated) whose --proxy-user-header is believed."
+    )
+    health_open: bool = _setting(
+        True,
+        "Serve /health and /ready without authentication (for probes); --no-health-open "
+        "guards them like every other route.",
+    )
+    cors_origins: str = _setting(
+        "",
+        "Other origins (scheme://host[:port], comma separated) allowed to read the stream "
+        "and the API with credentials.",
+    )
+    max_streams: int = _setting(1000, "Maximum concurrent event streams of the process.")
+    max_streams_per_identity: int = _setting(
+        20, "Maximum concurrent event streams per user or token (per address without auth)."
+    )
 
     @property
     def normalized_base_path(self) -> str:
@@ -135,7 +203,106 @@ class Settings:
             raise SettingsError("--port must be between 0 and 65535")
         if any(c in self.base_path for c in "?#% \t\r\n"):
             raise SettingsError("--base-path must be a plain URL path")
+        return self.validate_security()
+
+    @property
+    def token_list(self) -> tuple[str, ...]:
+        """The tokens of ZAPJOBS_TOKENS (the tokens file is read by the authenticator)."""
+        return split_list(self.tokens or "")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        try:
+            return tuple(
+                ipaddress.ip_network(item, strict=False)
+                for item in split_list(self.trusted_proxies)
+            )
+        except ValueError as error:
+            raise SettingsError(f"--trusted-proxies: {error}") from None
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The allowed cross origins, as browsers send them in the Origin header."""
+        origins = []
+        for item in split_list(self.cors_origins):
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or "*" in item
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise SettingsError(
+                    f"--cors-origins: {item!r} is not an origin like https://host[:port]"
+                )
+            origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return tuple(origins)
+
+    def validate_security(self) -> Settings:
+        """Check authentication and limits; refuse an open server on a public address."""
+        if self.auth == "none" and not self.insecure_no_auth and not is_loopback_host(self.host):
+            raise SettingsError(
+                f"refusing to serve without authentication on {self.host!r}, which is not a "
+                "loopback address. Either use --auth token (tokens in the ZAPJOBS_TOKENS "
+                "variable or in --tokens-file), or --auth proxy --trusted-proxies CIDR behind "
+                "an authenticating reverse proxy, or listen on 127.0.0.1; "
+                "--insecure-no-auth serves everyone without authentication anyway"
+            )
+        if self.auth == "token" and not self.token_list and not self.tokens_file:
+            raise SettingsError(
+                "--auth token needs tokens: set ZAPJOBS_TOKENS (comma separated) "
+                "or --tokens-file (one token per line)"
+            )
+        for token in self.token_list:
+            if len(token) < MIN_TOKEN_LENGTH:
+                raise SettingsError(
+                    f"ZAPJOBS_TOKENS: every token needs at least {MIN_TOKEN_LENGTH} characters "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
+                )
+        if self.session_secret is not None and len(self.session_secret) < MIN_TOKEN_LENGTH:
+            raise SettingsError(
+                f"ZAPJOBS_SESSION_SECRET: needs at least {MIN_TOKEN_LENGTH} characters"
+            )
+        if self.auth == "proxy" and not self.trusted_proxy_networks:
+            raise SettingsError(
+                "--auth proxy needs --trusted-proxies: the addresses of the proxy whose "
+                f"{self.proxy_user_header} header is to be believed"
+            )
+        if not self.proxy_user_header or any(
+            c in self.proxy_user_header for c in ' \t\r\n:()<>@,;\\"/[]?={}'
+        ):
+            raise SettingsError("--proxy-user-header must be an HTTP header name")
+        self.cors_origin_list  # noqa: B018 (raises SettingsError on a bad origin)
+        if self.session_lifetime <= 0:
+            raise SettingsError("--session-lifetime must be greater than 0")
+        for name in ("login_attempts_per_minute", "max_streams", "max_streams_per_identity"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
         return self
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    """The non-empty items of a comma-separated setting."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when every address the server listens on is a loopback address."""
+    names = split_list(host)
+    if not names:
+        return False
+    for name in names:
+        if name.lower() == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(name.strip("[]")).is_loopback:
+                return False
+        except ValueError:
+            return False
+    return True
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
@@ -187,8 +354,12 @@ def add_arguments(
 ) -> None:
     """Add one flag per setting (or per named setting); defaults come from ZAPJOBS_* variables."""
     env = os.environ if environ is None else environ
+    secrets = []
     for f in setting_fields():
         if names is not None and f.name not in names:
+            continue
+        if f.metadata["secret"]:
+            secrets.append(f"{env_name(f.name)}: {f.metadata['help']}")
             continue
         flag = "--" + f.name.replace("_", "-")
         variable = env_name(f.name)
@@ -213,6 +384,10 @@ def add_arguments(
                 metavar=f.name.upper() if f.metadata["choices"] is None else None,
                 help=help_text,
             )
+    if secrets:
+        parser.epilog = "Secrets come from the environment only, never from flags: " + " ".join(
+            secrets
+        )
 
 
 def settings_from_args(namespace: argparse.Namespace, **overrides: Any) -> Settings:

@@ -10,9 +10,11 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from .app_keys import BROKER, DATABASE, SETTINGS
+from .auth import ACCESS_ENDED, access_ended_frame, access_watch, identity_of
 from .cursors import LogCursor
 from .db import DatabaseError
 from .frames import comment_frame, retry_frame
+from .limits import STREAM_LIMITER
 from .params import StreamParams, header_last_event_id
 
 __all__ = ["stream_events"]
@@ -28,7 +30,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     params = StreamParams.parse(request.query, settings.max_filters)
     last_event_id = header_last_event_id(request.headers) or params.last_event_id
 
-    sub = broker.subscribe(params.filter, last_event_id, identity=request.remote or "")
+    identity = identity_of(request)
+    # The credentials are checked again at every wake-up (at least every heartbeat).
+    access_ended = access_watch(request)
+    slot = request.app[STREAM_LIMITER].acquire(identity)  # 429 when too many are open
+    sub = broker.subscribe(params.filter, last_event_id, identity=identity)
     response = EventSourceResponse(
         sep="\n",
         # aiohttp-sse's own ping is only a backstop: the loop below sends heartbeats.
@@ -59,9 +65,13 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     await response.write(data)
             else:
                 await response.write(comment_frame("heartbeat"))
+            if sub.close_reason is None and (reason := access_ended()) is not None:
+                sub.close(reason)
         if sub.close_reason == "shutdown":
             # Spread the reconnections of all clients over a few seconds.
             await response.write(retry_frame(random.randint(500, 5000)))
+        elif sub.close_reason in ACCESS_ENDED:
+            await response.write(access_ended_frame(request, sub.close_reason))
         log.info("stream_closed", reason=sub.close_reason)
     except DatabaseError as error:
         log.warning("stream_start_failed", error=str(error))
@@ -75,6 +85,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         broker.unsubscribe(sub)
+        slot.release()
         if sub.close_reason == "overflow":
             log.info("stream_evicted", reason="overflow")
     return response
