@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -12,7 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["ServerProcess", "free_port"]
+import aiohttp
+
+__all__ = ["ServerProcess", "free_port", "wait_ready"]
 
 _URL_LINE = re.compile(r"dashboard at (http://\S+/)")
 
@@ -22,6 +25,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def wait_ready(url: str, timeout: float = 10.0) -> None:
+    """Poll a /ready URL until it answers 200 (the bridge listens); bounded."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+                    body = await response.text()
+            except aiohttp.ClientError as error:
+                body = str(error)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} not ready: {body}")
+            await asyncio.sleep(0.05)
 
 
 class ServerProcess:

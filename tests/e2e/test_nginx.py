@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tests.conftest import make_settings as settings_for
 from tests.e2e.nginx_process import NGINX, PREFIX, NginxProcess, Tls, nginx_binary, render_config
-from tests.server_process import free_port
+from tests.server_process import free_port, wait_ready
 from tests.support import Writer, sse_connect
 from zapjobs_sse.server import serve_app
 from zapjobs_sse.settings import Settings
@@ -52,6 +52,7 @@ async def application() -> AsyncIterator[int]:
 async def dashboard(database_dsn: str) -> AsyncIterator[int]:
     settings = settings_for(database_dsn, base_path=PREFIX, heartbeat=1.0)
     async with serve_app(settings) as url:
+        await wait_ready(url + "ready")
         yield int(url.split(":")[2].split("/")[0])
 
 
