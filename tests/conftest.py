@@ -132,3 +132,34 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass
+class PrivatePostgres:
+    """An embedded PostgreSQL of one test alone, which the test may stop and start."""
+
+    folder: Path
+    server: EmbeddedPostgres
+    dsn: str
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = EmbeddedPostgres(self.folder / "pgdata")
+        assert self.server.start() == self.dsn
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    folder = Path(tempfile.mkdtemp(prefix="zapjobs-sse-restart-"))
+    folder.chmod(0o755)
+    server = EmbeddedPostgres(folder / "pgdata")
+    dsn = server.start()
+    asyncio.run(apply_migrations(dsn))
+    postgres = PrivatePostgres(folder, server, dsn)
+    try:
+        yield postgres
+    finally:
+        postgres.server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
-import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import PrivatePostgres, make_settings
 from tests.support import SSEClient, Writer
-from zapjobs_sse.embedded import EmbeddedPostgres
-from zapjobs_sse.migrations import apply_migrations
 from zapjobs_sse.server import serve_app
 
 CLIENTS = 100
@@ -32,37 +25,6 @@ FAST = {
     "reconnect_max_delay": 0.5,
     "max_streams_per_identity": 1000,
 }
-
-
-@dataclass
-class PrivatePostgres:
-    """An embedded PostgreSQL of one test alone, which the test may stop and start."""
-
-    folder: Path
-    server: EmbeddedPostgres
-    dsn: str
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        self.server = EmbeddedPostgres(self.folder / "pgdata")
-        assert self.server.start() == self.dsn
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    folder = Path(tempfile.mkdtemp(prefix="zapjobs-sse-restart-"))
-    folder.chmod(0o755)
-    server = EmbeddedPostgres(folder / "pgdata")
-    dsn = server.start()
-    asyncio.run(apply_migrations(dsn))
-    postgres = PrivatePostgres(folder, server, dsn)
-    try:
-        yield postgres
-    finally:
-        postgres.server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
