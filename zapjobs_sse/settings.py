@@ -262,6 +262,10 @@ class Settings:
                     f"ZAPJOBS_TOKENS: every token needs at least {MIN_TOKEN_LENGTH} characters "
                     "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)"
                 )
+        for name in ("tokens_file", "session_secret_file"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise SettingsError(f"--{name.replace('_', '-')}: cannot read {path}")
         if self.session_secret is not None and len(self.session_secret) < MIN_TOKEN_LENGTH:
             raise SettingsError(
                 f"ZAPJOBS_SESSION_SECRET: needs at least {MIN_TOKEN_LENGTH} characters"
@@ -385,6 +389,8 @@ def add_arguments(
                 help=help_text,
             )
     if secrets:
+        # `--tokens abc` must fail, not be taken as an abbreviation of --tokens-file.
+        parser.allow_abbrev = False
         parser.epilog = "Secrets come from the environment only, never from flags: " + " ".join(
             secrets
         )
