@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .db import DatabaseError
+from .executor_commands import add_executor_commands
 from .logconfig import configure_logging
 from .migrations import apply_migrations, load_migrations
 from .server import database_dsn, run_server
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=_migrate)
 
+    add_executor_commands(commands)
     for register in _EXTRA_COMMANDS:
         register(commands)
     return parser
