@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from tests.conftest import RunningServer, make_settings
+from tests.routes import route_requests
 from tests.support import SSEClient, sse_connect
 from zapjobs_sse.app import create_app
 from zapjobs_sse.auth import SESSION_COOKIE
@@ -67,27 +67,6 @@ def cookie_header(value: str) -> dict[str, str]:
     return {"Cookie": f"{SESSION_COOKIE}={value}"}
 
 
-def route_requests(settings_overrides: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(method, path, route name) of every route of the app, path parameters filled in."""
-    app = create_app(make_settings("postgresql://unused", **settings_overrides))
-    requests = []
-    for route in app.router.routes():
-        resource = route.resource
-        assert resource is not None
-        info = resource.get_info()
-        if "path" in info:
-            path = str(info["path"])
-        elif "formatter" in info:
-            path = str(info["formatter"]).format(id=str(uuid.uuid4()))
-        else:  # static files: one the login page needs, one it does not
-            prefix = str(info["prefix"])
-            for name in ("dashboard.css", "openapi.json"):
-                requests.append((route.method, f"{prefix}/{name}", f"static:{name}"))
-            continue
-        requests.append((route.method, path, resource.name or ""))
-    return requests
-
-
 # Open without credentials: signing in and out, the probes, what the login page loads.
 OPEN_ROUTES = {"login", "logout", "health", "ready", "static:dashboard.css"}
 
@@ -102,12 +81,13 @@ async def test_every_route_refuses_missing_or_wrong_credentials(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     """A scan of the router: whatever a route is, no credentials means no data."""
-    routes = route_requests(TOKEN_SETTINGS)
-    names = {name for _, _, name in routes}
+    routes = route_requests(**TOKEN_SETTINGS)
+    names = {route.name for route in routes}
     assert {"events", "api_runs", "page_overview", "page_run", "metrics"} <= names
     origin = origin_of(server)
     guarded = 0
-    for method, path, name in routes:
+    for route in routes:
+        method, path, name = route.method, route.path, route.name
         methods = ["GET", "POST", "DELETE"] if method == "*" else [method]
         for verb in methods:
             if name in OPEN_ROUTES:
@@ -426,13 +406,13 @@ async def test_proxy_header_is_believed_from_a_trusted_proxy(
         assert response.status == 200
     async with sse_connect(http, server.path("events"), headers=user) as client:
         await client.wait_named("StatsUpdated")
-    for method, path, name in route_requests(PROXY_SETTINGS):
-        if name in OPEN_ROUTES or method not in ("GET", "POST"):
+    for route in route_requests(**PROXY_SETTINGS):
+        if route.name in OPEN_ROUTES or route.method not in ("GET", "POST"):
             continue
         async with http.request(
-            method, origin_of(server) + path, headers=HTML, allow_redirects=False
+            route.method, origin_of(server) + route.path, headers=HTML, allow_redirects=False
         ) as refused:
-            assert refused.status == 401, path
+            assert refused.status == 401, route.path
             assert refused.headers["WWW-Authenticate"]
 
 
