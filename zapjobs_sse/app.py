@@ -101,6 +101,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         check_timeout=settings.db_check_timeout,
         max_backoff=settings.reconnect_max_delay,
         on_delay=app[METRICS].observe_delay,
+        queue_warning=settings.notify_queue_threshold,
     )
     try:
         await stats.compute()

@@ -87,6 +87,7 @@ class Bridge:
         max_backoff: float = 10.0,
         on_reconnect: Callable[[], None] | None = None,
         on_delay: Callable[[float], None] | None = None,
+        queue_warning: float = 0.5,
     ) -> None:
         self._dsn = dsn
         self._database = database
@@ -98,6 +99,9 @@ class Bridge:
         self._max_backoff = max_backoff
         self._on_reconnect = on_reconnect
         self._on_delay = on_delay
+        self._queue_warning = queue_warning
+        self._queue_warned_at = -60.0
+        self.queue_usage = 0.0
         self._listener: Listener | None = None
         self._log_cursors: dict[str, LogCursor] = {}
         self.listening = asyncio.Event()
@@ -162,6 +166,7 @@ class Bridge:
         # The batch task is never cancelled while it may hold notifications: when a
         # log request wakes us first, the same task is awaited again next time.
         batch_task: asyncio.Future[list[str] | None] | None = None
+        last_check = time.monotonic()
         try:
             while True:
                 if batch_task is None:
@@ -177,16 +182,27 @@ class Bridge:
                 if batch_task.done():
                     finished, batch_task = batch_task, None
                     batch = finished.result()
-                    if batch is None:
-                        await listener.check(self._check_timeout)
-                    else:
+                    if batch is not None:
                         payloads = batch
+                    # Checked on silence, and at the same pace while busy.
+                    if batch is None or time.monotonic() - last_check >= self._check_interval:
+                        self._note_queue_usage(await listener.check(self._check_timeout))
+                        last_check = time.monotonic()
                 if payloads or requests_ready.is_set():
                     self.notifications += len(payloads)
                     await self.apply(ChangeSet.decode(payloads))
         finally:
             if batch_task is not None:
                 batch_task.cancel()
+
+    def _note_queue_usage(self, usage: float) -> None:
+        """Warn (at most once a minute) when the NOTIFY queue fills: when it is full,
+        every notifying writer's COMMIT fails."""
+        self.queue_usage = usage
+        now = time.monotonic()
+        if usage >= self._queue_warning and now - self._queue_warned_at >= 60.0:
+            self._queue_warned_at = now
+            log.warning("notify_queue_filling", usage=usage, threshold=self._queue_warning)
 
     async def apply(self, changes: ChangeSet) -> None:
         """Read what the changes name and publish the events (one batch)."""

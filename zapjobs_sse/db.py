@@ -339,9 +339,11 @@ class Listener:
             raise _translate(error) from error
         return batch
 
-    async def check(self, timeout: float) -> None:
-        """Prove the connection still answers; raise DatabaseUnavailable otherwise."""
-        await self.connection.execute(queries["ping"], timeout=timeout)
+    async def check(self, timeout: float) -> float:
+        """Prove the connection still answers (DatabaseUnavailable otherwise); return the
+        share of PostgreSQL's NOTIFY queue in use."""
+        rows = await self.connection.execute(queries["notification_queue_usage"], timeout=timeout)
+        return float(rows[0]["usage"])
 
     @property
     def broken(self) -> bool:

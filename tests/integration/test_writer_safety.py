@@ -8,6 +8,7 @@ import uuid
 import aiohttp
 import psycopg2
 import pytest
+import structlog.testing
 
 from tests.conftest import RunningServer
 from tests.support import Writer, sse_connect
@@ -141,3 +142,32 @@ async def test_notifications_switched_off_and_on_without_a_migration(
         assert events
     stored = await writer.execute("SELECT status FROM zapjobs.runs WHERE id = %s", (silent,))
     assert stored == [(2,)]
+
+
+@pytest.mark.parametrize("server_settings", [{"notify_queue_threshold": 0.0005}])
+async def test_filling_notify_queue_is_warned_about_and_makes_the_server_not_ready(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    # A listener stuck in an open transaction keeps PostgreSQL from freeing the queue.
+    stuck = psycopg2.connect(writer.dsn)
+    try:
+        with stuck.cursor() as cursor:
+            cursor.execute("LISTEN somebody_elses_channel")
+        stuck.commit()
+        with stuck.cursor() as cursor:
+            cursor.execute("SELECT 1")  # opens the transaction that holds the queue
+        with structlog.testing.capture_logs() as logs:
+            await writer.execute(
+                "SELECT pg_notify('somebody_elses_channel', repeat('x', 7900) || g)"
+                " FROM generate_series(1, 1500) g"
+            )
+            deadline = asyncio.get_running_loop().time() + 10
+            while not any(entry["event"] == "notify_queue_filling" for entry in logs):
+                assert asyncio.get_running_loop().time() < deadline, "no warning was logged"
+                await asyncio.sleep(0.2)
+        async with http.get(server.path("ready")) as response:
+            body = await response.json()
+            assert response.status == 503
+            assert body["checks"]["notifyQueue"] == "above_threshold"
+    finally:
+        stuck.close()
