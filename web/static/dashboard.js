@@ -68,6 +68,7 @@
       signal: controller.signal,
     })
       .then(function (response) {
+        if (response.status === 401) signedOut();
         if (!response.ok) throw new Error(path + ": HTTP " + response.status);
         return response.json();
       })
@@ -104,6 +105,21 @@
     var text = indicator.querySelector(".connection-text") || indicator;
     text.textContent = WORDS[state];
     indicator.title = WORDS[state];
+  }
+
+  // The session expired or its token was revoked: stop, and offer to sign in again.
+  var isSignedOut = false;
+  function signedOut() {
+    if (isSignedOut) return;
+    isSignedOut = true;
+    document.dispatchEvent(new Event("zapjobs:signed-out"));
+    setState("disconnected");
+    if (!indicator) return;
+    var text = indicator.querySelector(".connection-text") || indicator;
+    text.textContent = "Signed out: ";
+    var link = el("a", "sign-in", "sign in again");
+    link.href = base + "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    text.appendChild(link);
   }
 
   // -- shared renderers (mirror web/templates/macros.html) --------------------------------
@@ -698,6 +714,9 @@
         self.page.events[name](JSON.parse(event.data));
       });
     });
+    source.addEventListener("auth_expired", function () {
+      if (self.source === source) signedOut();
+    });
     source.addEventListener("resync", function () {
       if (self.source !== source) return;
       if (self.page.reopenOnResync) {
@@ -784,6 +803,10 @@
     var connection = new LiveConnection(factory());
     window.zapjobsLive = connection; // for people debugging in the console
     connection.open();
+    document.addEventListener("zapjobs:signed-out", function () {
+      connection.stopPolling();
+      connection.close();
+    });
     window.addEventListener("pagehide", function () {
       connection.stopPolling();
       connection.close();
