@@ -511,6 +511,24 @@
       if (lines.length) scrollToEnd();
     }
 
+    // Lines from the stream are inserted once per frame, so that a run writing hundreds of
+    // lines a second costs one layout per frame, not one per line.
+    var queued = [];
+    var flushScheduled = false;
+    function flushQueued() {
+      flushScheduled = false;
+      var lines = queued;
+      queued = [];
+      addLines(lines);
+    }
+    function queueLine(line) {
+      queued.push(line);
+      if (flushScheduled) return;
+      flushScheduled = true;
+      if (document.hidden) setTimeout(flushQueued, 250);
+      else window.requestAnimationFrame(flushQueued);
+    }
+
     function showRun(run) {
       Object.keys(run).forEach(function (key) {
         var value = run[key];
@@ -551,9 +569,7 @@
       },
       events: {
         RunDetailUpdated: showRun,
-        LogAdded: function (line) {
-          addLines([line]);
-        },
+        LogAdded: queueLine,
       },
       // After a resync the stream is reopened from the last line this page holds.
       reopenOnResync: true,
