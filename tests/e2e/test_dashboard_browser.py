@@ -431,13 +431,12 @@ async def seed_showcase(writer: Writer) -> str:
         "INSERT INTO zapjobs.runs (id, job_type_id, status, worker_id, created_at, started_at,"
         " completed_at, duration_ms, progress, total, error_message)"
         " SELECT gen_random_uuid(), (%s::text[])[1 + n %% 5],"
-        "  CASE WHEN n %% 11 = 0 THEN 4 ELSE 3 END, 'worker-' || (1 + n %% 3),"
-        "  now() AT TIME ZONE 'utc' - (n * interval '13 seconds') - interval '2 seconds',"
-        "  now() AT TIME ZONE 'utc' - (n * interval '13 seconds') - interval '1 second',"
-        "  now() AT TIME ZONE 'utc' - (n * interval '13 seconds')"
-        "   + ((n * 7919) %% 4000) * interval '1 millisecond',"
+        "  CASE WHEN n %% 11 = 0 OR n %% 17 = 3 THEN 4 ELSE 3 END, 'worker-' || (1 + n %% 3),"
+        "  now() AT TIME ZONE 'utc' - power(n, 1.3) * interval '3 seconds' - interval '9 s',"
+        "  now() AT TIME ZONE 'utc' - power(n, 1.3) * interval '3 seconds' - interval '8 s',"
+        "  now() AT TIME ZONE 'utc' - power(n, 1.3) * interval '3 seconds',"
         "  200 + (n * 7919) %% 9000, 100, 100,"
-        "  CASE WHEN n %% 11 = 0 THEN 'SMTP 451: temporary failure' END"
+        "  CASE WHEN n %% 11 = 0 OR n %% 17 = 3 THEN 'SMTP 451: temporary failure' END"
         " FROM generate_series(1, 270) n",
         (jobs,),
     )
@@ -474,6 +473,11 @@ async def seed_showcase(writer: Writer) -> str:
     await writer.insert_logs(run_id, lines)
     await writer.insert_logs(run_id, ["image 6613.png is larger than 40 MB, skipped"], level=3)
     await writer.insert_logs(run_id, ["resized batch 41/100: 656 images"], level=2)
+    await writer.execute(
+        "UPDATE zapjobs.logs SET category = CASE WHEN level = 1 THEN 'Cache'"
+        " WHEN message LIKE 'starting%%' THEN 'Job' ELSE 'ImageResizer' END WHERE run_id = %s",
+        (run_id,),
+    )
     return run_id
 
 
