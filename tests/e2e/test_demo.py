@@ -83,15 +83,18 @@ async def test_demo_shows_completed_runs_and_stops_cleanly_on_sigint(tmp_path: P
 
     reader = asyncio.create_task(read())
     try:
-        async with asyncio.timeout(20):
-            url = await url_found
+        deadline = started + 20
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                url = await url_found
+        except TimeoutError:
+            raise AssertionError("no dashboard URL within 20 s:\n" + "".join(output)) from None
         async with aiohttp.ClientSession() as http:
-            deadline = started + 20
             while await completed_runs(http, url) == 0:
                 assert time.monotonic() < deadline, "no completed run within 20 s:\n" + "".join(
                     output[-30:]
                 )
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.2)
         children = psutil.Process(process.pid).children(recursive=True) + postgres_of(data_dir)
         assert postgres_of(data_dir), "the demo did not run its own PostgreSQL"
 

@@ -19,3 +19,10 @@ async def stuck_first_time(ctx: JobContext, data: Any) -> Any:
     if ctx.attempt == 1:
         await asyncio.sleep(300)
     return {"attempt": ctx.attempt}
+
+
+@registry.job("takes-a-second")
+async def takes_a_second(ctx: JobContext, data: Any) -> Any:
+    """Long enough to be running when the worker is told to stop."""
+    await asyncio.sleep(1.0)
+    return "finished"

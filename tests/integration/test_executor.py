@@ -497,6 +497,45 @@ async def test_shutdown_puts_unfinished_runs_back_to_pending_and_marks_the_heart
     assert beat == [(True, None)]
 
 
+async def test_worker_command_finishes_running_jobs_on_sigterm(
+    database_dsn: str, database: Database, writer: Writer
+) -> None:
+    from tests.integration.executor_jobs import registry
+
+    await registry.register(database)
+    run_id = await enqueue(database, "takes-a-second")
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "zapjobs_sse", "worker", "--dsn", database_dsn],
+        *["--jobs", "tests.integration.executor_jobs:registry", "--claim-interval", "0.1"],
+        *["--worker-id", "polite-worker", "--log-format", "json"],
+        cwd=repo_root(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+
+        async def running() -> bool:
+            return bool((await run_row(database, run_id))["status"] == RUNNING)
+
+        await eventually(running, timeout=30, what="the worker to take the run")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert code == 0
+    row = await run_row(database, run_id)
+    assert row["status"] == COMPLETED and row["output_json"] == '"finished"'
+    beat = await writer.execute(
+        "SELECT is_shutting_down, jobs_processed FROM zapjobs.heartbeats WHERE worker_id = %s",
+        ("polite-worker",),
+    )
+    assert beat == [(True, 1)]
+
+
 async def test_enqueue_unknown_job_type_lists_the_known_ones(database: Database) -> None:
     registry = JobRegistry()
 
