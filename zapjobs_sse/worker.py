@@ -308,7 +308,10 @@ class Worker:
                 error_message=f"input_json is not valid JSON: {error}",
             )
         timeout = float(row["timeout_seconds"])
-        task: asyncio.Future[Any] = asyncio.ensure_future(job.function(context, data))
+        try:
+            task: asyncio.Future[Any] = asyncio.ensure_future(job.function(context, data))
+        except Exception as error:  # a plain function: it raised, or returned no awaitable
+            return _Outcome("failed", error=error, error_message=str(error) or repr(error))
         stopped = asyncio.create_task(active.stop.wait())
         try:
             done, _ = await asyncio.wait(
