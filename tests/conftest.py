@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from tests.support import (
     Writer,
@@ -29,6 +31,19 @@ from zapjobs_sse.server import serve_app
 from zapjobs_sse.settings import Settings
 
 TEMPLATE = f"zapjobs_sse_tmpl_{os.getpid()}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that runs a command configures logging onto its own captured stdout, which is
+    closed afterwards: give the next tests the configuration they started with."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
