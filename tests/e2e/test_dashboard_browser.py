@@ -243,6 +243,23 @@ async def test_log_level_filter_follow_and_line_links(
     assert href == f"#log-{line_id}"
 
 
+async def test_theme_choice_applies_at_once_and_persists(
+    server: RunningServer, watched: Watched
+) -> None:
+    page = watched.page
+    await page.emulate_media(color_scheme="dark")
+    await page.goto(server.path("workers"))
+    assert await page.get_attribute("html", "data-theme") == "auto"
+    dark_background = await page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    await page.select_option("#theme-select", "light")
+    assert await page.get_attribute("html", "data-theme") == "light"
+    light_background = await page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert light_background != dark_background
+    await page.goto(server.path("jobs"))
+    assert await page.get_attribute("html", "data-theme") == "light"
+    assert await page.input_value("#theme-select") == "light"
+
+
 async def test_indicator_follows_a_server_restart_and_the_page_catches_up(
     database_dsn: str, writer: Writer, watched: Watched
 ) -> None:
