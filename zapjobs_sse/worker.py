@@ -110,6 +110,36 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
+class _Completions:
+    """Completed runs recorded together: while one UPDATE is being written, the runs that
+    finish meanwhile wait for the next one. Nothing waits when the worker is not busy."""
+
+    def __init__(
+        self, write: Callable[[list[tuple[str, str | None]]], Awaitable[list[Row]]]
+    ) -> None:
+        self._write = write
+        self._waiting: list[tuple[str, str | None, asyncio.Future[Row | None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, run_id: str, output_json: str | None) -> Row | None:
+        """The run's row once Completed; None if it was no longer this worker's."""
+        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((run_id, output_json, future))
+        async with self._lock:
+            if not future.done():
+                batch, self._waiting = self._waiting, []
+                try:
+                    rows = await self._write([(run, output) for run, output, _ in batch])
+                except Exception as error:
+                    for *_, waiting in batch:
+                        waiting.set_exception(error)
+                else:
+                    written = {row["id"]: row for row in rows}
+                    for run, _, waiting in batch:
+                        waiting.set_result(written.get(run))
+        return await future
+
+
 class Worker:
     """Executes the runs of the registry's job types until stopped."""
 
@@ -135,6 +165,7 @@ class Worker:
         self._shutting_down = False
         self._last_runs: dict[str, tuple[datetime, int]] = {}
         self._abandoned: set[asyncio.Future[Any]] = set()
+        self._completions = _Completions(self._complete)
 
     # -- control -------------------------------------------------------------------------
 
@@ -382,8 +413,7 @@ class Worker:
         params: dict[str, Any] = {"id": row["id"], "worker_id": self.worker_id}
         attempt, max_retries = int(row["attempt_number"]), int(row["max_retries"])
         if outcome.kind == "completed":
-            name, status = "complete_run", COMPLETED
-            params["output_json"] = outcome.output_json
+            name, status = "complete_runs", COMPLETED
         elif outcome.kind == "failed":
             assert outcome.error is not None
             params.update(
@@ -404,7 +434,11 @@ class Worker:
         else:
             log.warning("run_taken_over", run_id=row["id"], worker_id=self.worker_id)
             return
-        rows = await self._with_retries(name, params)
+        if outcome.kind == "completed":
+            done = await self._completions.record(row["id"], outcome.output_json)
+            rows = [done] if done is not None else []
+        else:
+            rows = await self._with_retries(name, params)
         if outcome.kind in ("completed", "failed"):
             self.jobs_processed += 1
             if outcome.kind == "failed":
@@ -414,6 +448,16 @@ class Worker:
             else:
                 log.warning("run_taken_over", run_id=row["id"], worker_id=self.worker_id)
         log.debug("run_recorded", run_id=row["id"], outcome=name)
+
+    async def _complete(self, runs: list[tuple[str, str | None]]) -> list[Row]:
+        return await self._with_retries(
+            "complete_runs",
+            {
+                "ids": [run_id for run_id, _ in runs],
+                "outputs": [output for _, output in runs],
+                "worker_id": self.worker_id,
+            },
+        )
 
     async def _with_retries(self, name: str, params: dict[str, Any]) -> list[Row]:
         """A statement that must not be lost to a short database outage."""

@@ -91,17 +91,20 @@ WHERE r.id = picked.id
 RETURNING r.id::text AS id, r.job_type_id, r.queue, r.attempt_number, r.input_json,
           picked.max_retries, picked.timeout_seconds
 
--- name: complete_run --
-UPDATE zapjobs.runs SET
+-- name: complete_runs --
+-- The runs that finished while the previous completion was being written, in one
+-- statement (one commit, however many).
+UPDATE zapjobs.runs AS r SET
     status = 3,
     completed_at = now() AT TIME ZONE 'utc',
-    duration_ms = (extract(epoch FROM (now() AT TIME ZONE 'utc') - started_at) * 1000)::int,
-    output_json = %(output_json)s,
+    duration_ms = (extract(epoch FROM (now() AT TIME ZONE 'utc') - r.started_at) * 1000)::int,
+    output_json = c.output_json,
     error_message = NULL,
     error_type = NULL,
     stack_trace = NULL
-WHERE id = %(id)s::uuid AND status = 2 AND worker_id = %(worker_id)s
-RETURNING id::text AS id, completed_at
+FROM unnest(%(ids)s::uuid[], %(outputs)s::text[]) AS c(id, output_json)
+WHERE r.id = c.id AND r.status = 2 AND r.worker_id = %(worker_id)s
+RETURNING r.id::text AS id, r.completed_at
 
 -- name: schedule_retry --
 UPDATE zapjobs.runs SET
