@@ -514,6 +514,8 @@ class Worker:
             "recover_stale_runs", {"stale_after": self.options.stale_after}
         ):
             log.warning("run_recovered", run_id=row["id"], outcome=row["outcome"])
+        for row in await self._database.fetch("forget_old_workers"):
+            log.info("worker_forgotten", worker_id=row["worker_id"])
 
     async def _watch(self) -> None:
         assert self._database is not None

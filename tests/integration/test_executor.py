@@ -536,6 +536,30 @@ async def test_worker_command_finishes_running_jobs_on_sigterm(
     assert beat == [(True, 1)]
 
 
+async def test_workers_silent_for_a_day_are_forgotten(
+    database_dsn: str, database: Database, writer: Writer
+) -> None:
+    registry = JobRegistry()
+
+    @registry.job("quick")
+    async def quick(ctx: JobContext, data: Any) -> Any:
+        return 1
+
+    await writer.execute(
+        "INSERT INTO zapjobs.heartbeats (worker_id, hostname, process_id, timestamp)"
+        " VALUES ('gone-long-ago', 'old-host', 1,"
+        " (now() AT TIME ZONE 'utc') - interval '25 hours'),"
+        " ('gone-recently', 'old-host', 2, (now() AT TIME ZONE 'utc') - interval '1 hour')"
+    )
+    async with working(database_dsn, registry) as worker:
+
+        async def forgotten() -> bool:
+            rows = await writer.execute("SELECT worker_id FROM zapjobs.heartbeats")
+            return {"gone-recently", worker.worker_id} == {w for (w,) in rows}
+
+        await eventually(forgotten, what="the day-old worker to be removed")
+
+
 async def test_enqueue_unknown_job_type_lists_the_known_ones(database: Database) -> None:
     registry = JobRegistry()
 

@@ -293,3 +293,13 @@ UPDATE zapjobs.runs SET
     progress_message = %(message)s
 WHERE id = %(id)s::uuid AND status = 2 AND worker_id = %(worker_id)s
 RETURNING id::text AS id
+
+-- name: forget_old_workers --
+-- Heartbeat rows silent for a day are dead workers (each process start is a new worker
+-- id): removed, once none of their runs is left Running, so the worker list stays short.
+DELETE FROM zapjobs.heartbeats AS h
+WHERE h.timestamp < (now() AT TIME ZONE 'utc') - interval '1 day'
+  AND NOT EXISTS (
+      SELECT 1 FROM zapjobs.runs AS r WHERE r.status = 2 AND r.worker_id = h.worker_id
+  )
+RETURNING h.worker_id
