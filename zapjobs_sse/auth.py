@@ -298,7 +298,7 @@ def safe_next(value: str | None, base: str) -> str:
     control characters) or as a walk out of the base path (dot segments) is refused.
     """
     default = f"{base}/"
-    if not value or len(value) > 2048 or value.startswith("//"):
+    if not value or len(value) > 2048 or value.startswith("//") or not value.isascii():
         return default
     if any(ord(c) < 0x21 or c in "\\\x7f" for c in value):
         return default

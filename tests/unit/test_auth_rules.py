@@ -118,6 +118,8 @@ def test_cors_origins_are_normalised() -> None:
         ("/zapjobs/\tx", "/zapjobs/"),
         ("/zapjobs/login", "/zapjobs/"),
         ("/zapjobs/#x", "/zapjobs/"),
+        ("/zapjobs/caf\u00e9", "/zapjobs/"),
+        ("/zapjobs/runs?job_type=caf%C3%A9", "/zapjobs/runs?job_type=caf%C3%A9"),
     ],
 )
 def test_next_is_a_local_dashboard_path(value: str | None, expected: str) -> None:
