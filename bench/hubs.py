@@ -1,0 +1,178 @@
+"""The systems under test, each run in its own process: `python -m bench.hubs KIND DSN PORT`.
+
+- `zapjobs-sse`: this project's server (serve_app), as deployed.
+- `aiohttp-sse`: the straightforward hub a user would write with aiohttp-sse: one queue per
+  subscriber, one `send()` per subscriber per event.
+- `sse-starlette`: the same hub with sse-starlette on uvicorn[standard] (uvloop, httptools).
+
+Both baselines are fed like this project: one aiopg LISTEN connection, the notified runs
+read by id, each run encoded to the same JobRunUpdated JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable
+
+from zapjobs_sse.bridge import ChangeSet
+from zapjobs_sse.db import Database, Listener
+from zapjobs_sse.frames import dumps
+from zapjobs_sse.wire import run_summary_wire
+
+from .client import raise_fd_limit
+
+__all__ = ["KINDS", "main"]
+
+KINDS = ("zapjobs-sse", "aiohttp-sse", "sse-starlette")
+EVENTS_PATH = "/zapjobs/events"
+
+Publish = Callable[[str, str], None]
+
+
+async def feed(dsn: str, publish: Publish) -> None:
+    """The baselines' LISTEN loop: notified run ids in, one JobRunUpdated per run out."""
+    database = await Database.open(dsn, size=2)
+    listener = await Listener.open(dsn, timeout=10.0)
+    seq = 0
+    try:
+        while True:
+            batch = await listener.next_batch(5.0)
+            if batch is None:
+                continue
+            changes = ChangeSet.decode(batch)
+            if not changes.runs:
+                continue
+            for row in await database.runs_by_ids(sorted(changes.runs)):
+                seq += 1
+                publish(str(seq), dumps(run_summary_wire(row)))
+    finally:
+        await listener.close()
+        await database.close()
+
+
+async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
+    from zapjobs_sse.logconfig import configure_logging
+    from zapjobs_sse.server import serve_app, wait_for_stop_signal
+    from zapjobs_sse.settings import Settings
+
+    configure_logging("json", "warning")
+    # The stream limits are raised: the load generator is one client with many streams.
+    settings = Settings(
+        dsn=dsn,
+        host="127.0.0.1",
+        port=port,
+        heartbeat=heartbeat,
+        log_level="warning",
+        max_streams=100_000,
+        max_streams_per_identity=100_000,
+    )
+    async with serve_app(settings):
+        print("ready", flush=True)
+        await wait_for_stop_signal()
+
+
+async def _serve_aiohttp_sse(dsn: str, port: int, heartbeat: float) -> None:
+    from aiohttp import web
+    from aiohttp_sse import sse_response
+
+    from zapjobs_sse.server import wait_for_stop_signal
+
+    subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
+
+    def publish(event_id: str, data: str) -> None:
+        for queue in subscribers:
+            queue.put_nowait((event_id, data))
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        subscribers.add(queue)
+        try:
+            async with sse_response(request, ping_interval=heartbeat) as response:
+                while True:
+                    event_id, data = await queue.get()
+                    await response.send(data, id=event_id, event="JobRunUpdated")
+        except ConnectionResetError:
+            pass
+        finally:
+            subscribers.discard(queue)
+        return response
+
+    app = web.Application()
+    app.router.add_get(EVENTS_PATH, events)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    task = asyncio.create_task(feed(dsn, publish))
+    print("ready", flush=True)
+    try:
+        await wait_for_stop_signal()
+    finally:
+        task.cancel()
+        await runner.cleanup()
+
+
+def _serve_sse_starlette(dsn: str, port: int, heartbeat: float) -> None:
+    import uvicorn
+    from sse_starlette.sse import EventSourceResponse
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
+
+    def publish(event_id: str, data: str) -> None:
+        for queue in subscribers:
+            queue.put_nowait((event_id, data))
+
+    async def events(request: Request) -> EventSourceResponse:
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        subscribers.add(queue)
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            try:
+                while True:
+                    event_id, data = await queue.get()
+                    yield {"id": event_id, "event": "JobRunUpdated", "data": data}
+            finally:
+                subscribers.discard(queue)
+
+        return EventSourceResponse(stream(), ping=int(heartbeat))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(feed(dsn, publish))
+        print("ready", flush=True)
+        yield
+        task.cancel()
+
+    app = Starlette(routes=[Route(EVENTS_PATH, events)], lifespan=lifespan)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        backlog=4096,
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: list[str]) -> None:
+    kind, dsn, port, heartbeat = argv[0], argv[1], int(argv[2]), float(argv[3])
+    raise_fd_limit()
+    if kind == "zapjobs-sse":
+        asyncio.run(_serve_zapjobs(dsn, port, heartbeat))
+    elif kind == "aiohttp-sse":
+        asyncio.run(_serve_aiohttp_sse(dsn, port, heartbeat))
+    elif kind == "sse-starlette":
+        _serve_sse_starlette(dsn, port, heartbeat)
+    else:
+        raise SystemExit(f"unknown system {kind!r}; one of {', '.join(KINDS)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
