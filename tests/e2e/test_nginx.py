@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from playwright.async_api import async_playwright
 
 from tests.conftest import make_settings as settings_for
 from tests.e2e.nginx_process import NGINX, PREFIX, NginxProcess, Tls, nginx_binary, render_config
@@ -230,3 +232,34 @@ async def test_tls_server_speaks_http2_to_clients_and_streams(
         assert await _curl_until_event(argv, run_id, writer) < 1.0
     finally:
         nginx.stop()
+
+
+CHROMIUM = os.environ.get("ZAPJOBS_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.mark.browser
+async def test_browser_under_the_prefix_streams_through_nginx(
+    nginx: NginxProcess, writer: Writer
+) -> None:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    requests: list[str] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await browser.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            await page.goto(nginx.url(f"{PREFIX}/"))
+            await page.wait_for_selector(
+                '#connection-status[data-state="connected"]', timeout=10000
+            )
+            run_id = await writer.insert_run("email")
+            await page.wait_for_selector(f'tr[data-run-id="{run_id}"]', timeout=5000)
+        finally:
+            await browser.close()
+    local = [url for url in requests if url.startswith(nginx.url())]
+    streams = [url for url in local if "/events" in url]
+    assert streams and all(url.startswith(nginx.url(f"{PREFIX}/events")) for url in streams)
+    assert all(url.startswith(nginx.url(f"{PREFIX}/")) for url in local), local
