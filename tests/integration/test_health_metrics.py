@@ -228,3 +228,24 @@ def test_probes_are_public_and_metrics_only_when_open(
     assert {"/ops/z/health", "/ops/z/ready"} <= public
     assert ("/ops/z/metrics" in public) is metrics_open
     assert "/ops/z/events" not in public
+
+
+TOKEN = "metrics-scraper-token-0123456789"
+
+
+@pytest.mark.parametrize("metrics_open", [False, True])
+async def test_metrics_need_the_same_credentials_as_the_rest_unless_open(
+    start_app: ServerFactory, http: aiohttp.ClientSession, metrics_open: bool
+) -> None:
+    server = await start_app(auth="token", tokens=TOKEN, metrics_open=metrics_open)
+    url = server.make_url("/zapjobs/metrics")
+    async with http.get(url) as response:
+        assert response.status == (200 if metrics_open else 401)
+    async with http.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 200
+        assert "zapjobs_sse_open_streams" in await response.text()
+    # Probes stay open either way (--health-open), the data does not.
+    async with http.get(server.make_url("/zapjobs/health")) as response:
+        assert response.status == 200
+    async with http.get(server.make_url("/zapjobs/api/stats")) as response:
+        assert response.status == 401
