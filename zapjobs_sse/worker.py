@@ -1,8 +1,10 @@
 """The worker: claims runs, executes their jobs, records the outcome, heartbeats.
 
     claim (FOR UPDATE SKIP LOCKED) -> Running -> job(ctx, input) -> Completed
-                                                             \\-> AwaitingRetry -> ... -> Failed
-                                                                  + dead_letter
+                                                    | raised, timed out
+                                                    v
+                      AwaitingRetry (backoff) -> claimed again ... -> Failed + dead_letter
+
 Beside the claim loop, two timers: the heartbeat (upsert into zapjobs.heartbeats, then
 recovery of the runs of workers whose heartbeat went stale) and the watch (runs set to
 Cancelled, or taken over, while this worker runs them are stopped).
@@ -362,7 +364,7 @@ class Worker:
         elif not task.cancelled():
             task.exception()  # retrieved: the run's outcome is the stop, not this
         if reason == "timeout":
-            expired = TimeoutError(f"timed out after {timeout:g} seconds")
+            expired = TimeoutError(f"timed out after {timeout:g} s")
             return _Outcome("failed", error=expired, error_message=str(expired))
         return _Outcome({"cancelled": "cancelled", "lost": "lost"}.get(reason, "released"))
 
@@ -426,6 +428,14 @@ class Worker:
                 params["delay"] = self._retry_delay(attempt)
             else:
                 name, status = "fail_run", FAILED
+            log.info(
+                "run_attempt_failed",
+                run_id=row["id"],
+                job_type=row["job_type_id"],
+                attempt=attempt,
+                error_type=params["error_type"],
+                retry_in=round(params["delay"], 1) if "delay" in params else None,
+            )
         elif outcome.kind == "cancelled":
             name, status = "finish_cancelled_run", CANCELLED
         elif outcome.kind == "released":

@@ -114,15 +114,17 @@ async def test_run_subscriber_sees_pending_running_completed_with_progress_and_l
 ) -> None:
     registry = JobRegistry()
 
+    # The server coalesces the changes it reads together: steps far enough apart that
+    # each state is seen even on a busy machine.
     @registry.job("steps", display_name="Steps")
     async def steps(ctx: JobContext, data: Any) -> Any:
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.6)
         await ctx.progress(1, 2, "half way")
         await ctx.log("info", "first step done", "steps")
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.6)
         await ctx.log("warning", "second step was slow")
         await ctx.progress(2, 2, "all done")
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.6)
         return {"answer": data["question"] * 2}
 
     await registry.register(database)
@@ -138,20 +140,21 @@ async def test_run_subscriber_sees_pending_running_completed_with_progress_and_l
         await client.wait_named("LogAdded", 2)
         events = client.events
 
-    assert statuses(events, run_id) == ["Pending", "Running", "Completed"]
+    seen = [(e.name, _status(e)) for e in events]
+    assert statuses(events, run_id) == ["Pending", "Running", "Completed"], seen
     details = [e.json() for e in events if e.name == "RunDetailUpdated"]
     first_running = next(i for i, e in enumerate(events) if _status(e) == "Running")
     completed = next(i for i, e in enumerate(events) if _status(e) == "Completed")
-    between = events[first_running + 1 : completed]
+    between = events[first_running:completed]
     progress = [e.json()["progress"] for e in between if e.name == "RunDetailUpdated"]
-    assert 1 in progress or 2 in progress
+    assert set(progress) & {1, 2}, seen
     lines = [e.json() for e in between if e.name == "LogAdded"]
     assert [line["message"] for line in lines] == ["first step done", "second step was slow"]
     assert [line["level"] for line in lines] == ["Info", "Warning"]
     final = details[-1]
     assert final["outputJson"] == '{"answer": 42}'
     assert final["progress"] == 2 and final["total"] == 2
-    assert final["durationMs"] >= 1000
+    assert final["durationMs"] >= 1800
     assert final["workerId"] and final["startedAt"] and final["completedAt"]
 
 
@@ -241,7 +244,7 @@ async def test_job_past_its_timeout_fails_and_the_worker_carries_on(
 
     assert row["status"] == FAILED
     assert row["error_type"] == "TimeoutError"
-    assert row["error_message"] == "timed out after 1 seconds"
+    assert row["error_message"] == "timed out after 1 s"
     assert 1000 <= row["duration_ms"] < 5000
     assert after["status"] == COMPLETED
 
