@@ -80,12 +80,18 @@ async def test_run_and_job_type_filters_route_detail_events(
         await client.wait_named("StatsUpdated")
         await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (watched,))
         await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (other,))
-        await client.wait_named("RunDetailUpdated")
-        await client.wait_named("JobTypeRunUpdated")
+        await client.wait_for(
+            lambda es: (
+                any(e.name == "RunDetailUpdated" and e.json()["status"] == "Running" for e in es)
+                and any(
+                    e.name == "JobTypeRunUpdated" and e.json()["status"] == "Running" for e in es
+                )
+            )
+        )
         details = [e.json() for e in client.named("RunDetailUpdated")]
         by_type = [e.json() for e in client.named("JobTypeRunUpdated")]
         assert {d["id"] for d in details} == {watched}
-        assert details[0]["status"] == "Running" and "inputJson" in details[0]
+        assert "inputJson" in details[-1] and details[-1]["jobTypeId"] == "email"
         assert {d["id"] for d in by_type} == {other}
         # topics=stats: the global run list and workers are not part of this stream.
         assert not client.named("JobRunUpdated")
