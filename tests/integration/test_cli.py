@@ -5,19 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 from tests.conftest import RunningServer
+from tests.server_process import free_port
 from tests.support import Writer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_unreachable_database_is_one_line_naming_the_masked_dsn() -> None:

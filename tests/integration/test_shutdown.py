@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import resource
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
-import aiohttp
 import psycopg2
 import pytest
 
 from tests.conftest import PrivatePostgres
-from tests.integration.test_cli import free_port
+from tests.server_process import ServerProcess
 
 CLIENTS = 1000
 GRACE = 5.0
@@ -29,55 +22,13 @@ def enough_file_descriptors() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
 
 
-@contextlib.contextmanager
-def server_process(dsn: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zapjobs_sse",
-            "serve",
-            "--dsn",
-            dsn,
-            "--port",
-            str(port),
-            "--shutdown-grace",
-            str(GRACE),
-            "--heartbeat",
-            "2",
-            "--db-check-interval",
-            "1",
-            "--db-check-timeout",
-            "1",
-            "--max-streams",
-            "5000",
-            "--max-streams-per-identity",
-            "5000",
-            "--log-format",
-            "json",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
-
-
-async def wait_healthy(port: int) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"http://127.0.0.1:{port}/zapjobs/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise AssertionError("server did not start")
+def start_server(dsn: str) -> ServerProcess:
+    return ServerProcess(
+        dsn,
+        *("--shutdown-grace", str(GRACE), "--heartbeat", "2", "--db-check-interval", "1"),
+        *("--db-check-timeout", "1", "--max-streams", "5000"),
+        *("--max-streams-per-identity", "5000", "--log-format", "json"),
+    ).start()
 
 
 class RawStream:
@@ -108,19 +59,16 @@ class RawStream:
 async def test_sigterm_with_a_thousand_clients_ends_every_stream_and_exits_in_time(
     database_dsn: str,
 ) -> None:
-    port = free_port()
-    with server_process(database_dsn, port) as process:
-        await wait_healthy(port)
-        streams = [RawStream() for _ in range(CLIENTS)]
-        for start in range(0, CLIENTS, 100):
-            await asyncio.gather(*(s.open(port) for s in streams[start : start + 100]))
-        readers = [asyncio.create_task(s.read_to_end()) for s in streams]
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(process.wait, GRACE + 10)
-        exited_in = time.monotonic() - started
-        await asyncio.wait_for(asyncio.gather(*readers), 10)
-    assert process.returncode == 0
+    server = start_server(database_dsn)
+    streams = [RawStream() for _ in range(CLIENTS)]
+    for start in range(0, CLIENTS, 100):
+        await asyncio.gather(*(s.open(server.port) for s in streams[start : start + 100]))
+    readers = [asyncio.create_task(s.read_to_end()) for s in streams]
+    started = time.monotonic()
+    code = await asyncio.to_thread(server.stop, GRACE + 10)
+    exited_in = time.monotonic() - started
+    await asyncio.wait_for(asyncio.gather(*readers), 10)
+    assert code == 0
     assert exited_in < GRACE + 2, f"exit took {exited_in:.1f} s"
     assert sum(s.ended_cleanly for s in streams) == CLIENTS
     # Each stream was told when to come back (spread over a few seconds), then closed.
@@ -139,18 +87,15 @@ async def test_sigterm_with_a_thousand_clients_ends_every_stream_and_exits_in_ti
 
 
 async def test_sigterm_during_a_postgres_outage_exits(private_postgres: PrivatePostgres) -> None:
-    port = free_port()
-    with server_process(private_postgres.dsn, port) as process:
-        await wait_healthy(port)
-        stream = RawStream()
-        await stream.open(port)
-        await asyncio.to_thread(private_postgres.stop)
-        await asyncio.sleep(1.5)
-        started = time.monotonic()
-        os.kill(process.pid, signal.SIGTERM)
-        await asyncio.to_thread(process.wait, GRACE + 10)
-        exited_in = time.monotonic() - started
-        await asyncio.wait_for(stream.read_to_end(), 5)
-    assert process.returncode == 0
+    server = start_server(private_postgres.dsn)
+    stream = RawStream()
+    await stream.open(server.port)
+    await asyncio.to_thread(private_postgres.stop)
+    await asyncio.sleep(1.5)
+    started = time.monotonic()
+    code = await asyncio.to_thread(server.stop, GRACE + 10)
+    exited_in = time.monotonic() - started
+    await asyncio.wait_for(stream.read_to_end(), 5)
+    assert code == 0
     assert exited_in < GRACE + 2, f"exit took {exited_in:.1f} s"
     print(f"SIGTERM during outage: exited in {exited_in:.2f} s")
