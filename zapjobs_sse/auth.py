@@ -325,7 +325,6 @@ class Authenticator:
         self.login_path = f"{self.base}/login"
         self.cookie_path = self.base or "/"
         self.cookie_secure = settings.cookie_secure
-        self.health_open = settings.health_open
         secret = _session_secret(settings)
         self.tokens = TokenStore(
             settings.token_list if self.mode == "token" else (),

@@ -431,5 +431,8 @@ def test_settings_refuse_an_open_server_on_a_public_address(database_dsn: str) -
 
     with pytest.raises(SettingsError, match="--auth token"):
         create_app(make_settings(database_dsn, host="0.0.0.0"))
-    app = create_app(make_settings(database_dsn, host="0.0.0.0", insecure_no_auth=True))
+    with structlog.testing.capture_logs() as records:
+        app = create_app(make_settings(database_dsn, host="0.0.0.0", insecure_no_auth=True))
     assert isinstance(app, web.Application)
+    warning = next(r for r in records if r["event"] == "authentication_disabled")
+    assert warning["log_level"] == "warning" and warning["host"] == "0.0.0.0"
