@@ -106,6 +106,8 @@ def parse_run_filter(query: MultiMapping[str], default_limit: int = DEFAULT_PAGE
     job_type = one(query, "job_type")
     if job_type is not None and not job_type.strip():
         job_type = None
+    if job_type is not None and "\x00" in job_type:
+        bad_request("job_type: must not contain NUL characters")
     key = parse_page_key(query)
     limit = parse_limit(query, default_limit, MAX_PAGE)
     before = RunPageKey(key[0], key[1]) if key else None

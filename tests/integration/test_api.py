@@ -180,6 +180,7 @@ async def test_workers_jobs_and_dead_letter(
         (f"api/runs/{uuid.uuid4()}/logs?level=loud", "level"),
         ("api/dead-letter?status=Lost", "status"),
         ("api/runs?job_type=" + "x" * 300, "job_type"),
+        ("api/runs?job_type=a%00b", "job_type"),
     ],
 )
 async def test_bad_parameters_are_400_naming_the_parameter(

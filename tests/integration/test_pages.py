@@ -141,6 +141,7 @@ async def test_runs_page_filters_and_pages_with_links(
         (f"runs/{uuid.uuid4()}?after=zzz", 400, "after"),
         ("runs/go?id=nonsense", 400, "id"),
         ("dead-letter?status=Lost", 400, "status"),
+        ("runs?job_type=a%00b", 400, "job_type"),
     ],
 )
 async def test_bad_input_is_a_readable_page(
