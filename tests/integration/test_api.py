@@ -15,9 +15,7 @@ from tests.support import Writer, sse_connect
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-async def get_json(
-    http: aiohttp.ClientSession, url: str, status: int = 200
-) -> Any:
+async def get_json(http: aiohttp.ClientSession, url: str, status: int = 200) -> Any:
     async with http.get(url) as response:
         body = await response.json()
         assert response.status == status, body
@@ -32,9 +30,7 @@ async def test_stats_have_the_stream_shape(
     await writer.insert_run("email", status=2)
     async with sse_connect(http, server.path("events?topics=stats")) as client:
         events = await client.wait_for(
-            lambda es: any(
-                e.name == "StatsUpdated" and e.json()["runningRuns"] == 1 for e in es
-            )
+            lambda es: any(e.name == "StatsUpdated" and e.json()["runningRuns"] == 1 for e in es)
         )
         streamed = [e.json() for e in events if e.name == "StatsUpdated"][-1]
     stats = await get_json(http, server.path("api/stats"))
