@@ -243,6 +243,29 @@ async def test_log_level_filter_follow_and_line_links(
     assert href == f"#log-{line_id}"
 
 
+@pytest.mark.parametrize("server_settings", [{"poll_interval": 1.0, "worker_stale_after": 1.5}])
+async def test_worker_rows_appear_live_and_turn_stale(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    await page.goto(server.path("workers"))
+    await watched.state("connected")
+    await writer.execute(
+        "INSERT INTO zapjobs.heartbeats (id, worker_id, hostname, process_id, timestamp)"
+        " VALUES (gen_random_uuid(), 'worker-9', 'app-9', 99, now() AT TIME ZONE 'utc')"
+    )
+    row = 'tr[data-worker-id="worker-9"]'
+    await watched.text_becomes(f"{row} .state", "active", timeout=3000)
+    await watched.text_becomes(f"{row} .state", "stale", timeout=5000)
+    assert await page.get_attribute(row, "class") == "worker-stale"
+    await writer.execute(
+        "UPDATE zapjobs.heartbeats SET timestamp = now() AT TIME ZONE 'utc',"
+        " jobs_processed = 5 WHERE worker_id = 'worker-9'"
+    )
+    await watched.text_becomes(f"{row} .state", "active", timeout=3000)
+    await watched.text_becomes(f"{row} .jobs-processed", "5")
+
+
 async def test_theme_choice_applies_at_once_and_persists(
     server: RunningServer, watched: Watched
 ) -> None:
