@@ -1,7 +1,7 @@
 """Throughput of the Python executor: no-op jobs per second, 1 and 4 workers, with the
 notification triggers on and off.
 
-    python -m bench.executor_throughput [--runs 2000] [--concurrency 4]
+    python -m bench.executor_throughput [--runs 2000] [--concurrency 4] [--repeat 3]
 
 Each worker is a `zapjobs-sse worker` process (as deployed), with a dashboard-like
 LISTEN connection open on the database. The runs are inserted in one statement once
@@ -16,6 +16,7 @@ import argparse
 import os
 import select
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -188,37 +189,55 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=2000, help="Timed runs per measurement.")
     parser.add_argument("--concurrency", type=int, default=4, help="Slots of each worker.")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="Measurements per configuration (median shown)."
+    )
     args = parser.parse_args(argv)
 
     postgres = BenchPostgres(os.environ.get("ZAPJOBS_BENCH_DSN") or None)
     postgres.start()
-    results: dict[tuple[int, bool], tuple[float, int]] = {}
+    rates: dict[tuple[int, bool], list[float]] = {}
+    notifications: dict[tuple[int, bool], int] = {}
+    load_before = load_average()
     try:
-        for workers in (1, 4):
-            for notify in (True, False):
-                results[workers, notify] = measure(
-                    postgres,
-                    workers=workers,
-                    notify=notify,
-                    runs=args.runs,
-                    concurrency=args.concurrency,
-                )
+        # Interleaved, so that a change of load on the machine hits every configuration.
+        for _ in range(args.repeat):
+            for workers in (1, 4):
+                for notify in (True, False):
+                    rate, notes = measure(
+                        postgres,
+                        workers=workers,
+                        notify=notify,
+                        runs=args.runs,
+                        concurrency=args.concurrency,
+                    )
+                    rates.setdefault((workers, notify), []).append(rate)
+                    notifications[workers, notify] = notes
     finally:
         postgres.stop()
 
+    median = {key: statistics.median(values) for key, values in rates.items()}
     print(f"PostgreSQL {postgres.version}; {os.cpu_count()} CPU ({cpu_model()})")
-    print(f"load average after: {load_average()}")
-    print(f"{args.runs} no-op runs per measurement; --concurrency {args.concurrency} per worker")
+    print(f"load average before: {load_before}; after: {load_average()}")
+    print(
+        f"{args.runs} no-op runs per measurement, {args.repeat} measurements each; "
+        f"--concurrency {args.concurrency} per worker"
+    )
     print()
-    print("workers  triggers  runs/s   notifications")
-    for (workers, notify), (rate, notes) in results.items():
-        print(f"{workers:>7}  {'on' if notify else 'off':>8}  {rate:>6.0f}   {notes:>13}")
+    print("workers  triggers  runs/s (median)  min-max      notifications/run")
+    for key, values in rates.items():
+        workers, notify = key
+        spread = f"{min(values):.0f}-{max(values):.0f}"
+        print(
+            f"{workers:>7}  {'on' if notify else 'off':>8}  {median[key]:>15.0f}  {spread:<11}"
+            f"  {notifications[key] / args.runs:>17.2f}"
+        )
     print()
     for workers in (1, 4):
-        on, off = results[workers, True][0], results[workers, False][0]
+        on, off = median[workers, True], median[workers, False]
         print(f"{workers} worker(s): with triggers / without = {on / off:.2f}")
     for notify in (True, False):
-        one, four = results[1, notify][0], results[4, notify][0]
+        one, four = median[1, notify], median[4, notify]
         print(f"triggers {'on' if notify else 'off'}: 4 workers / 1 worker = {four / one:.2f}")
     return 0
 
