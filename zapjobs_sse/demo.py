@@ -216,6 +216,7 @@ async def run_demo(
                         WorkerOptions(
                             concurrency=concurrency,
                             stale_after=settings.worker_stale_after,
+                            heartbeat_interval=min(5.0, settings.worker_stale_after / 3),
                             shutdown_timeout=shutdown_timeout,
                             retry_delay=retry_delay,
                         ),

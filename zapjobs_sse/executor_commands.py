@@ -178,16 +178,19 @@ def _worker(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_format, settings.log_level)
     registry = _load_registry(args.jobs)
-    options = WorkerOptions(
-        concurrency=args.concurrency,
-        queues=args.queues,
-        claim_interval=args.claim_interval,
-        heartbeat_interval=args.heartbeat_interval,
-        stale_after=settings.worker_stale_after,
-        shutdown_timeout=args.shutdown_timeout,
-        retry_delay=args.retry_delay,
-        worker_id=args.worker_id,
-    )
+    try:
+        options = WorkerOptions(
+            concurrency=args.concurrency,
+            queues=args.queues,
+            claim_interval=args.claim_interval,
+            heartbeat_interval=args.heartbeat_interval,
+            stale_after=settings.worker_stale_after,
+            shutdown_timeout=args.shutdown_timeout,
+            retry_delay=args.retry_delay,
+            worker_id=args.worker_id,
+        )
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
     async def work() -> None:
         async with database_dsn(settings) as dsn:

@@ -71,6 +71,12 @@ class WorkerOptions:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be greater than 0")
+        if self.heartbeat_interval * 2 > self.stale_after:
+            # Otherwise live workers would take each other's runs.
+            raise ValueError(
+                f"the heartbeat interval ({self.heartbeat_interval:g} s) must be at most half "
+                f"the stale time ({self.stale_after:g} s)"
+            )
 
 
 @dataclass(slots=True)
