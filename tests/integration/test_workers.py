@@ -32,7 +32,7 @@ async def test_silent_worker_turns_stale_then_active_again(
         silent_since = time.monotonic()
         await client.wait_for(lambda es: states(es) == ["active", "stale"], timeout=5)
         noticed_after = time.monotonic() - silent_since
-        assert 1.0 < noticed_after < 3.5
+        assert 1.0 < noticed_after < 6.0
         await writer.execute(BEAT)
         await client.wait_for(lambda es: states(es) == ["active", "stale", "active"])
 
