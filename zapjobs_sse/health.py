@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from aiohttp import web
 
 from .app_keys import BRIDGE, DATABASE, SETTINGS
 from .db import DatabaseError
 
 __all__ = ["READY_DATABASE_TIMEOUT", "health", "ready"]
+
+log = structlog.get_logger("zapjobs_sse.health")
 
 # A probe has its own timeout (Kubernetes: 1 s by default); answer before it.
 READY_DATABASE_TIMEOUT = 0.8
@@ -41,7 +44,9 @@ async def ready(request: web.Request) -> web.Response:
                 timeout=READY_DATABASE_TIMEOUT
             )
     except (DatabaseError, TimeoutError) as error:
-        checks["database"] = f"unreachable: {str(error) or 'timeout'}"
+        # The details (host, user) go to the log, not to an unauthenticated probe.
+        log.warning("ready_database_unreachable", error=str(error) or "timeout")
+        checks["database"] = "unreachable"
         ok = False
     else:
         checks["database"] = "ok"
