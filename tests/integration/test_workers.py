@@ -20,7 +20,12 @@ BEAT = (
 
 
 def states(events: list[SSEEvent]) -> list[str]:
-    return [e.json()["state"] for e in events if e.name == "WorkerUpdated"]
+    """The worker's successive states (a repeated heartbeat repeats nothing here)."""
+    seen: list[str] = []
+    for event in events:
+        if event.name == "WorkerUpdated" and event.json()["state"] not in seen[-1:]:
+            seen.append(event.json()["state"])
+    return seen
 
 
 async def test_silent_worker_turns_stale_then_active_again(
