@@ -51,4 +51,9 @@ async def test_shutting_down_and_removed_workers_are_stopped(
         await writer.execute("UPDATE zapjobs.heartbeats SET is_shutting_down = true")
         await client.wait_for(lambda es: states(es) == ["active", "stopped"])
         await writer.execute("DELETE FROM zapjobs.heartbeats")
-        await client.wait_for(lambda es: states(es) == ["active", "stopped", "stopped"])
+        await client.wait_for(
+            lambda es: (
+                [e.json()["state"] for e in es if e.name == "WorkerUpdated"][-2:]
+                == ["stopped", "stopped"]
+            )
+        )
