@@ -54,10 +54,10 @@ async def test_log_lines_survive_a_hundred_forced_disconnects(
     for _ in range(DISCONNECTS):
         await connect_once(random.uniform(0.005, 0.06))
     await writing
-    for _ in range(40):
+    for _ in range(20):  # then read on until the client has caught up (bounded)
         if len(received) >= LINES:
             break
-        await connect_once(0.5)
+        await connect_once(2.0)
 
     stored = await writer.execute(
         "SELECT id::text, message FROM zapjobs.logs WHERE run_id = %s ORDER BY timestamp, id",
