@@ -88,5 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseError as error:
         print(f"zapjobs-sse: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # e.g. the port is taken
+        print(f"zapjobs-sse: error: {error.strerror or error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

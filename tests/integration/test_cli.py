@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,3 +52,31 @@ async def test_curl_receives_job_run_updated_within_a_second(
     finally:
         curl.send_signal(signal.SIGTERM)
         await curl.wait()
+
+
+def test_port_in_use_is_one_line_not_a_traceback(database_dsn: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "zapjobs_sse",
+                "serve",
+                "--dsn",
+                database_dsn,
+                "--port",
+                str(port),
+                "--log-format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "address already in use" in errors[0].lower(), result.stderr
