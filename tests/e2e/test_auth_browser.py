@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
 from tests.conftest import RunningServer
 from tests.support import Writer
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("ZAPJOBS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-CHROMIUM_PRESENT = os.path.exists(CHROMIUM)
 WAIT_MS = 10000
 TOKEN = "tok-" + "a1b2c3d4" * 4
 TOKEN_SETTINGS: dict[str, Any] = {"auth": "token", "tokens": TOKEN, "poll_interval": 1.0}
@@ -34,18 +23,6 @@ PAYLOADS = ("<img src=x onerror=alert(1)>", "<script>alert(1)</script>")
 def hostile(column: str) -> str:
     """A value of this column that would run script if it were inserted as HTML."""
     return f"{column}{PAYLOADS[0]}{PAYLOADS[1]}"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_PRESENT:
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 class Watched:

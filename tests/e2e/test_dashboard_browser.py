@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser, Page, Route
 
 from tests.conftest import RunningServer, make_settings, repo_root
 from tests.support import Writer
@@ -25,15 +25,6 @@ from zapjobs_sse.server import serve_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("ZAPJOBS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 XSS = "<img src=x onerror=alert(1)>"
 WAIT_MS = 10000
 
@@ -41,23 +32,6 @@ WAIT_MS = 10000
 @pytest.fixture
 def server_settings() -> dict[str, Any]:
     return {"poll_interval": 1.0}
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 class Watched:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -15,10 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import async_playwright
+from playwright.async_api import Browser
 
 from tests.conftest import make_settings as settings_for
-from tests.e2e.nginx_process import NGINX, PREFIX, NginxProcess, Tls, nginx_binary, render_config
+from tests.e2e.nginx_process import NGINX, PREFIX, NginxProcess, Tls, render_config
 from tests.server_process import free_port, wait_ready
 from tests.support import Writer, sse_connect
 from zapjobs_sse.server import serve_app
@@ -26,7 +25,6 @@ from zapjobs_sse.settings import Settings
 
 pytestmark = [
     pytest.mark.nginx,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed"),
 ]
 
 APPLICATION_BODY = "the application's own page"
@@ -234,31 +232,18 @@ async def test_tls_server_speaks_http2_to_clients_and_streams(
         nginx.stop()
 
 
-CHROMIUM = os.environ.get("ZAPJOBS_CHROMIUM", "/usr/bin/chromium")
-
-
 @pytest.mark.browser
 async def test_browser_under_the_prefix_streams_through_nginx(
-    nginx: NginxProcess, writer: Writer
+    nginx: NginxProcess, writer: Writer, browser: Browser
 ) -> None:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     requests: list[str] = []
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = await browser.new_page()
-            page.on("request", lambda request: requests.append(request.url))
-            await page.goto(nginx.url(f"{PREFIX}/"))
-            await page.wait_for_selector(
-                '#connection-status[data-state="connected"]', timeout=10000
-            )
-            run_id = await writer.insert_run("email")
-            await page.wait_for_selector(f'tr[data-run-id="{run_id}"]', timeout=5000)
-        finally:
-            await browser.close()
+    page = await browser.new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    await page.goto(nginx.url(f"{PREFIX}/"))
+    await page.wait_for_selector('#connection-status[data-state="connected"]', timeout=10000)
+    run_id = await writer.insert_run("email")
+    await page.wait_for_selector(f'tr[data-run-id="{run_id}"]', timeout=5000)
+    await page.close()
     local = [url for url in requests if url.startswith(nginx.url())]
     streams = [url for url in local if "/events" in url]
     assert streams and all(url.startswith(nginx.url(f"{PREFIX}/events")) for url in streams)

@@ -10,13 +10,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.nginx_process import PREFIX, NginxProcess, nginx_binary, render_config
+from tests.e2e.nginx_process import PREFIX, NginxProcess, render_config
 from tests.server_process import ServerProcess, free_port, wait_ready
 from tests.support import SSEClient, SSEEvent, Writer, sse_connect
 
 pytestmark = [
     pytest.mark.nginx,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed"),
 ]
 
 RUNS = 10
