@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import aiohttp
 
 from tests.conftest import PrivatePostgres, make_settings
-from tests.support import SSEClient, Writer
+from tests.support import SSEClient, SSEEvent, Writer
 from zapjobs_sse.server import serve_app
 
 CLIENTS = 100
@@ -60,6 +60,13 @@ async def wait_ready(url: str, want: int, within: float) -> float:
     raise AssertionError(f"/ready did not answer {want} within {within} s")
 
 
+async def everyone_sees_run(streams: list[SSEClient], run_id: str) -> None:
+    def seen(events: list[SSEEvent]) -> bool:
+        return any(e.name == "JobRunUpdated" and run_id in e.data for e in events)
+
+    await asyncio.gather(*(s.wait_for(seen, timeout=10) for s in streams))
+
+
 async def everyone_gets(streams: list[SSEClient], name: str, count: int = 1) -> None:
     await asyncio.gather(*(s.wait_named(name, count, timeout=15) for s in streams))
 
@@ -82,15 +89,7 @@ async def test_killed_listen_connection_reconnects_and_resyncs_every_client(
         reconnected_in = time.monotonic() - started
         assert {s.named("resync")[0].json()["reason"] for s in streams} == {"database_reconnected"}
         run_id = await writer.insert_run()
-        await asyncio.gather(
-            *(
-                s.wait_for(
-                    lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
-                    timeout=10,
-                )
-                for s in streams
-            )
-        )
+        await everyone_sees_run(streams, run_id)
     print(f"reconnect after pg_terminate_backend: {reconnected_in:.2f} s")
 
 
@@ -113,15 +112,7 @@ async def test_postgres_restart_resyncs_every_client_and_readiness_tells_the_tru
             run_id = await writer.insert_run()
         finally:
             writer.close()
-        await asyncio.gather(
-            *(
-                s.wait_for(
-                    lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
-                    timeout=10,
-                )
-                for s in streams
-            )
-        )
+        await everyone_sees_run(streams, run_id)
         flowing_in = time.monotonic() - restarted
     print(f"after PostgreSQL restart: ready in {back_in:.2f} s, events in {flowing_in:.2f} s")
 
@@ -213,15 +204,7 @@ async def test_silent_network_loss_is_detected_within_the_configured_time(
             await wait_ready(url + "ready", 200, within=15)
             await everyone_gets(streams, "resync")
             run_id = await writer.insert_run()
-            await asyncio.gather(
-                *(
-                    s.wait_for(
-                        lambda es: any(e.name == "JobRunUpdated" and run_id in e.data for e in es),
-                        timeout=10,
-                    )
-                    for s in streams
-                )
-            )
+            await everyone_sees_run(streams, run_id)
     finally:
         await proxy.close()
     print(f"silent loss detected in {detected_in:.2f} s (bound {bound:.1f} s + one check)")
