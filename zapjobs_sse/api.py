@@ -38,6 +38,7 @@ __all__ = [
     "RunFilter",
     "chart_minutes",
     "current_stats",
+    "list_dead_letter_rows",
     "list_run_rows",
     "page_cursor",
     "parse_level",
@@ -127,6 +128,21 @@ async def list_run_rows(
         last = rows[-1]
         next_cursor = page_cursor(last["created_at"], str(last["id"]))
     return rows, next_cursor
+
+
+async def list_dead_letter_rows(
+    database: Database, query: MultiMapping[str]
+) -> tuple[int | None, list[dict[str, Any]], str | None]:
+    """The status filter, one page of dead-letter entries (newest first), the next cursor."""
+    status = parse_status(query, DEAD_LETTER_STATUSES)
+    before = parse_page_key(query)
+    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
+    rows = await database.list_dead_letter(status=status, before=before, limit=limit + 1)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = page_cursor(rows[-1]["moved_at"], str(rows[-1]["id"]))
+    return status, rows, next_cursor
 
 
 async def current_stats(app: web.Application) -> dict[str, Any]:
@@ -232,17 +248,7 @@ async def get_jobs(request: web.Request) -> web.Response:
 
 
 async def get_dead_letter(request: web.Request) -> web.Response:
-    query = request.query
-    status = parse_status(query, DEAD_LETTER_STATUSES)
-    before = parse_page_key(query)
-    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
-    rows = await request.app[DATABASE].list_dead_letter(
-        status=status, before=before, limit=limit + 1
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = page_cursor(rows[-1]["moved_at"], str(rows[-1]["id"]))
+    _, rows, next_cursor = await list_dead_letter_rows(request.app[DATABASE], request.query)
     return web.json_response(
         {"deadLetter": [dead_letter_wire(row) for row in rows], "next": next_cursor}
     )

@@ -14,16 +14,12 @@ import structlog
 from aiohttp import web
 
 from .api import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
     RunFilter,
     chart_minutes,
     current_stats,
+    list_dead_letter_rows,
     list_run_rows,
-    page_cursor,
-    parse_page_key,
     parse_run_filter,
-    parse_status,
     utc_now,
     workers_wire,
 )
@@ -32,7 +28,7 @@ from .assets import WEB_DIR
 from .cursors import LogCursor
 from .db import DatabaseError, DatabaseUnavailable
 from .errors import not_found
-from .params import one, parse_cursor, parse_limit, parse_uuid
+from .params import one, parse_cursor, parse_uuid
 from .wire import (
     DEAD_LETTER_STATUSES,
     LOG_LEVELS,
@@ -280,17 +276,7 @@ async def workers_page(request: web.Request) -> dict[str, Any]:
 
 @page("dead_letter.html", "dead-letter")
 async def dead_letter_page(request: web.Request) -> dict[str, Any]:
-    query = request.query
-    status = parse_status(query, DEAD_LETTER_STATUSES)
-    before = parse_page_key(query)
-    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
-    rows = await request.app[DATABASE].list_dead_letter(
-        status=status, before=before, limit=limit + 1
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = page_cursor(rows[-1]["moved_at"], str(rows[-1]["id"]))
+    status, rows, next_cursor = await list_dead_letter_rows(request.app[DATABASE], request.query)
     status_name = _enum_text(DEAD_LETTER_STATUSES, status)
     return {
         "title": "Dead letter",
@@ -298,7 +284,7 @@ async def dead_letter_page(request: web.Request) -> dict[str, Any]:
         "next": next_cursor,
         "status": status_name,
         "statuses": DEAD_LETTER_STATUSES,
-        "first_page": before is None,
+        "first_page": "before" not in request.query,
         "newest_query": _query(status=status_name),
         "next_query": _query(status=status_name, before=next_cursor),
     }
