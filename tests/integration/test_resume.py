@@ -95,9 +95,10 @@ async def test_expired_last_event_id_gets_resync_and_a_fresh_id_resumes(
         await client.wait_named("JobRunUpdated")
     old_id = client.last_id
     assert old_id is not None
-    for _ in range(10):  # more than the replay window holds
-        await writer.insert_run()
-    await asyncio.sleep(0.5)  # let the server publish them
+    async with sse_connect(http, server.path("events?topics=runs")) as watcher:
+        for _ in range(10):  # more than the replay window holds
+            await writer.insert_run()
+        await watcher.wait_named("JobRunUpdated", 10)  # the server has published them
     async with sse_connect(http, server.path("events?topics=runs"), {"Last-Event-ID": old_id}) as c:
         await c.wait_named("resync")
         assert c.named("resync")[0].json() == {"reason": "replay_window_exceeded"}
@@ -118,8 +119,9 @@ async def test_resume_replays_exactly_the_missed_events(
     async with sse_connect(http, server.path("events?topics=runs")) as client:
         first = await writer.insert_run()
         await client.wait_named("JobRunUpdated")
-    missed = [await writer.insert_run() for _ in range(3)]
-    await asyncio.sleep(0.3)
+    async with sse_connect(http, server.path("events?topics=runs")) as watcher:
+        missed = [await writer.insert_run() for _ in range(3)]
+        await watcher.wait_named("JobRunUpdated", 3)
     headers = {"Last-Event-ID": client.last_id or ""}
     async with sse_connect(http, server.path("events?topics=runs"), headers) as resumed:
         events = await resumed.wait_named("JobRunUpdated", 3)
