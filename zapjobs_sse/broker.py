@@ -78,11 +78,13 @@ class Subscription:
 
     __slots__ = (
         "_abort",
+        "_deadline",
         "_limit",
         "_log_state",
         "_pending",
         "_pending_bytes",
-        "_wakeup",
+        "_timer",
+        "_waiter",
         "close_reason",
         "filter",
         "identity",
@@ -95,7 +97,11 @@ class Subscription:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._limit = limit
-        self._wakeup = asyncio.Event()
+        # A bare future per wait and one lazily re-armed timer: an asyncio.Event plus an
+        # asyncio.timeout per wake-up cost several times more CPU per delivery.
+        self._waiter: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self.close_reason: str | None = None
         # Per run: the cursor of the last line delivered (None: none yet), or _Waiting.
         self._log_state: dict[str, LogCursor | _Waiting | None] = {}
@@ -122,7 +128,14 @@ class Subscription:
         if self._pending_bytes > self._limit:
             self.close("overflow", abort=True)
             return
-        self._wakeup.set()
+        self._wake(True)
+
+    def _wake(self, result: bool) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(result)
 
     def deliver(self, event: Event) -> None:
         """Queue an event's frame; log lines pass only in order and only once."""
@@ -141,19 +154,34 @@ class Subscription:
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        self._wakeup.clear()
         return data
 
     async def wait(self, timeout: float) -> bool:
         """Wait until something is queued or the stream is closed; False on timeout."""
         if self._pending or self.close_reason is not None:
             return True
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
         try:
-            async with asyncio.timeout(timeout):
-                await self._wakeup.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+
+    def _on_timer(self) -> None:
+        """The timer fires at the deadline of an earlier wait: re-arm it for the current one."""
+        self._timer = None
+        if self._waiter is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        self._wake(False)
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.close_reason is not None:
@@ -161,7 +189,10 @@ class Subscription:
         self.close_reason = reason
         self._pending.clear()
         self._pending_bytes = 0
-        self._wakeup.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake(True)
         if abort and self._abort is not None:
             self._abort()
 
