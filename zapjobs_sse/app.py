@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -112,6 +113,11 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(stats.run(), name="stats"),
         asyncio.create_task(workers.run(), name="workers"),
     ]
+    # Accept connections once the LISTEN is in place (or, if the database is slow to
+    # answer, after a bounded wait: /ready then says not ready, and streams get resync).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(settings.db_check_timeout):
+            await bridge.listening.wait()
     yield
     await _cancel_all(tasks, settings.shutdown_grace)
 

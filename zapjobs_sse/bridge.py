@@ -129,7 +129,9 @@ class Bridge:
             self.listening.set()
             log.info("bridge_listening", backend_pid=self.backend_pid)
             try:
-                await self._after_connect(resync=not first_connect)
+                # Streams opened before the first LISTEN may have missed changes too.
+                resync = not first_connect or self._broker.subscription_count > 0
+                await self._after_connect(resync=resync)
                 await self._listen()
             except DatabaseUnavailable as error:
                 log.warning("bridge_connection_lost", error=str(error))
