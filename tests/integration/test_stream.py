@@ -9,8 +9,9 @@ import uuid
 import aiohttp
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings
 from tests.support import SSEEvent, Writer, sse_connect
+from zapjobs_sse.server import serve_app
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -219,3 +220,17 @@ async def test_malformed_parameters_are_400_naming_the_parameter(
 
 def _ids(events: list[SSEEvent]) -> list[str]:
     return [e.id or "" for e in events]
+
+
+async def test_a_change_committed_right_after_start_is_streamed(
+    database_dsn: str, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    """The server accepts connections only once its LISTEN is in place."""
+    for _ in range(5):
+        async with (
+            serve_app(make_settings(database_dsn)) as url,
+            sse_connect(http, url + "events?topics=runs") as client,
+        ):
+            run_id = await writer.insert_run()
+            events = await client.wait_named("JobRunUpdated", timeout=5)
+            assert events[0].json()["id"] == run_id
