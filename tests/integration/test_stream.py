@@ -231,6 +231,8 @@ async def test_a_change_committed_right_after_start_is_streamed(
             serve_app(make_settings(database_dsn)) as url,
             sse_connect(http, url + "events?topics=runs") as client,
         ):
+            async with http.get(url + "ready") as ready:
+                assert ready.status == 200, "serving before the LISTEN is in place"
             run_id = await writer.insert_run()
             events = await client.wait_named("JobRunUpdated", timeout=5)
             assert events[0].json()["id"] == run_id
