@@ -130,11 +130,11 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         duration, drain = 1.5, 1.0
     else:
         plan = {
-            100: [10.0, 20.0, 50.0, 100.0, 200.0, 400.0, 800.0],
-            1000: [10.0, 20.0, 50.0, 100.0, 200.0, 400.0, 800.0],
-            5000: [10.0, 20.0, 50.0, 100.0, 200.0],
+            100: [10.0, 50.0, 200.0, 800.0],
+            1000: [10.0, 20.0, 50.0, 100.0, 200.0, 400.0],
+            5000: [10.0, 20.0, 50.0, 100.0],
         }
-        duration, drain = 5.0, 2.0
+        duration, drain = 4.0, 1.5
     steps: list[Step] = []
     with postgres.database("fanout") as dsn:
         run_ids = seed_runs(dsn, 200)

@@ -86,9 +86,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+FINDINGS = Path(__file__).resolve().parent / "findings.md"
+
+
 def write_report(
     results: list[ScenarioResult], path: Path, header: list[str], *, with_plots: bool
 ) -> None:
+    """The Markdown report; bench/findings.md (what limits the missed targets) is appended."""
     lines = ["# Benchmarks", "", *header, ""]
     summary = [
         [str(r.number), r.title, t.text, t.measured, "met" if t.met else "**MISSED**"]
@@ -109,4 +113,6 @@ def write_report(
         if with_plots:
             for plot in result.plots:
                 lines += ["", f"![{plot.title}]({plot.file_name})"]
+    if FINDINGS.exists():
+        lines += ["", FINDINGS.read_text(encoding="utf-8").rstrip()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
