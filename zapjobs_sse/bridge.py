@@ -85,7 +85,6 @@ class Bridge:
         check_interval: float = 5.0,
         check_timeout: float = 5.0,
         max_backoff: float = 10.0,
-        on_reconnect: Callable[[], None] | None = None,
         on_delay: Callable[[float], None] | None = None,
         queue_warning: float = 0.5,
     ) -> None:
@@ -97,7 +96,6 @@ class Bridge:
         self._check_interval = check_interval
         self._check_timeout = check_timeout
         self._max_backoff = max_backoff
-        self._on_reconnect = on_reconnect
         self._on_delay = on_delay
         self._queue_warning = queue_warning
         self._queue_warned_at = -60.0
@@ -157,8 +155,6 @@ class Bridge:
         self._stats.mark_dirty()
         if resync:
             self._broker.resync_all("database_reconnected")
-            if self._on_reconnect is not None:
-                self._on_reconnect()
             await self._read_logs(self._broker.watched_runs(), {})
 
     async def _listen(self) -> None:
@@ -221,7 +217,9 @@ class Bridge:
         except DatabaseUnavailable:
             raise
         except DatabaseError as error:
+            # What these notifications named was not read: streams must reload it.
             log.error("bridge_read_failed", error=str(error))
+            self._broker.resync_all("read_failed")
         if changes.workers_gone:
             self._workers.gone(changes.workers_gone)
         if changes.stats:

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 
-from tests.conftest import PrivatePostgres, make_settings
-from tests.support import SSEClient, SSEEvent, Writer
+from tests.conftest import PrivatePostgres, RunningServer, make_settings
+from tests.support import SSEClient, SSEEvent, Writer, sse_connect
 from zapjobs_sse.server import serve_app
 
 CLIENTS = 100
@@ -208,3 +208,20 @@ async def test_silent_network_loss_is_detected_within_the_configured_time(
     finally:
         await proxy.close()
     print(f"silent loss detected in {detected_in:.2f} s (bound {bound:.1f} s + one check)")
+
+
+async def test_a_failed_read_tells_the_streams_to_resync(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    run_id = await writer.insert_run(status=2)
+    async with sse_connect(http, server.path(f"events?run={run_id}&topics=")) as client:
+        await asyncio.sleep(0.3)
+        # A schema the server cannot read (here, a renamed column): the lines named by
+        # the notification cannot be read, so the stream is told to reload.
+        await writer.execute("ALTER TABLE zapjobs.logs RENAME COLUMN category TO category_x")
+        try:
+            await writer.insert_logs(run_id, ["unreadable"])
+            events = await client.wait_named("resync")
+        finally:
+            await writer.execute("ALTER TABLE zapjobs.logs RENAME COLUMN category_x TO category")
+        assert events[0].json() == {"reason": "read_failed"}
