@@ -54,7 +54,7 @@ async def feed(dsn: str, publish: Publish) -> None:
 
 async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
     from zapjobs_sse.logconfig import configure_logging
-    from zapjobs_sse.server import serve_app, wait_for_stop_signal
+    from zapjobs_sse.server import freeze_startup_objects, serve_app, wait_for_stop_signal
     from zapjobs_sse.settings import Settings
 
     configure_logging("json", "warning")
@@ -69,6 +69,7 @@ async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
         max_streams_per_identity=100_000,
     )
     async with serve_app(settings):
+        freeze_startup_objects()  # as run_server does
         print("ready", flush=True)
         await wait_for_stop_signal()
 

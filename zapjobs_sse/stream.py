@@ -7,6 +7,7 @@ import random
 
 import structlog
 from aiohttp import web
+from aiohttp.http import StreamWriter
 from aiohttp_sse import EventSourceResponse
 
 from .app_keys import BROKER, DATABASE, SETTINGS
@@ -22,6 +23,33 @@ __all__ = ["stream_events"]
 log = structlog.get_logger("zapjobs_sse.stream")
 
 
+class _EventStream(EventSourceResponse):
+    """aiohttp-sse's response without its ping task: the stream's own loop sends the
+    heartbeats, so a second task per idle stream would only cost memory."""
+
+    async def _ping(self) -> None:
+        return None
+
+
+class _SocketSink:
+    """The broker's direct path to one stream's socket (see Subscription.flush)."""
+
+    __slots__ = ("_chunked", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, chunked: bool) -> None:
+        self._transport = transport
+        self._chunked = chunked
+
+    def ready(self) -> bool:
+        transport = self._transport
+        return not transport.is_closing() and transport.get_write_buffer_size() == 0
+
+    def write(self, data: bytes) -> None:
+        if self._chunked:  # HTTP/1.1: the same framing aiohttp's writer would add
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        self._transport.write(data)
+
+
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Stream the events the query asks for, until the client or the server goes away."""
     settings = request.app[SETTINGS]
@@ -35,18 +63,14 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     access_ended = access_watch(request)
     slot = request.app[STREAM_LIMITER].acquire(identity)  # 429 when too many are open
     sub = broker.subscribe(params.filter, last_event_id, identity=identity)
-    response = EventSourceResponse(
-        sep="\n",
-        # aiohttp-sse's own ping is only a backstop: the loop below sends heartbeats.
-        ping_interval=settings.heartbeat * 4,
-    )
+    response = _EventStream(sep="\n")
     try:
         if not sub.resumed and params.filter.runs:
             starts: dict[str, LogCursor] = {}
             for run in params.filter.runs:
                 starts[run] = params.logs_after or await database.log_tail(run)
             broker.request_logs(sub, starts)
-        await response.prepare(request)
+        writer = await response.prepare(request)
         transport = request.transport
         if transport is not None:
             sub.on_abort(transport.abort)
@@ -57,7 +81,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             topics=sorted(params.filter.topics),
             resumed=sub.resumed,
         )
-        await response.write(retry_frame(settings.retry_ms) + sub.take())
+        await response.write(retry_frame(settings.retry_ms) + sub.take())  # with the headers
+        if transport is not None and isinstance(writer, StreamWriter):
+            sub.attach(_SocketSink(transport, writer.chunked))
         while sub.close_reason is None:
             if await sub.wait(settings.heartbeat):
                 data = sub.take()

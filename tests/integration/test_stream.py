@@ -8,6 +8,7 @@ import uuid
 
 import aiohttp
 import pytest
+import yarl
 
 from tests.conftest import RunningServer, make_settings
 from tests.support import SSEEvent, Writer, sse_connect
@@ -236,3 +237,85 @@ async def test_a_change_committed_right_after_start_is_streamed(
             run_id = await writer.insert_run()
             events = await client.wait_named("JobRunUpdated", timeout=5)
             assert events[0].json()["id"] == run_id
+
+
+async def _raw_stream(
+    server: RunningServer, version: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Open the stream with a hand-written request; return the reader and the head."""
+    url = yarl.URL(server.path("events"))
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(f"GET {url.path} HTTP/{version}\r\nHost: {url.host}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return reader, writer, head
+
+
+def _dechunk(body: bytes) -> tuple[bytes, bytes]:
+    """Strictly decode complete chunks; return (payload, incomplete tail)."""
+    payload = b""
+    while True:
+        size_end = body.find(b"\r\n")
+        if size_end < 0:
+            return payload, body
+        size = int(body[:size_end], 16)
+        assert size > 0, "the stream must not end"
+        end = size_end + 2 + size
+        if len(body) < end + 2:
+            return payload, body
+        assert body[end : end + 2] == b"\r\n", "chunk not terminated where its size says"
+        payload += body[size_end + 2 : end]
+        body = body[end + 2 :]
+
+
+async def test_a_burst_of_updates_arrives_whole_in_valid_chunks_over_http_1_1(
+    server: RunningServer, writer: Writer
+) -> None:
+    run_ids = [await writer.insert_run("burst") for _ in range(200)]
+    reader, connection, head = await _raw_stream(server, "1.1")
+    try:
+        assert b"Transfer-Encoding: chunked" in head
+        await writer.execute(
+            "UPDATE zapjobs.runs SET status = 2 WHERE id = ANY(%s::uuid[])", (run_ids,)
+        )
+        received: set[str] = set()
+        payload = tail = b""
+        while len(received) < len(run_ids):
+            tail += await asyncio.wait_for(reader.read(65536), 5)
+            decoded, tail = _dechunk(tail)
+            payload += decoded
+            received = set(
+                re.findall(r'"id":"([0-9a-f-]{36})","jobTypeId":"burst"', payload.decode())
+            )
+        assert received == set(run_ids)
+    finally:
+        connection.close()
+
+
+async def test_http_1_0_clients_get_the_events_unchunked(
+    server: RunningServer, writer: Writer
+) -> None:
+    run_id = await writer.insert_run("plain")
+    reader, connection, head = await _raw_stream(server, "1.0")
+    try:
+        assert b"Transfer-Encoding" not in head
+        await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (run_id,))
+        body = b""
+        while f'"id":"{run_id}"'.encode() not in body:
+            body += await asyncio.wait_for(reader.read(65536), 5)
+        assert body.startswith(b"retry: ")
+        assert b"event: JobRunUpdated\n" in body
+    finally:
+        connection.close()
+
+
+async def test_an_open_stream_costs_one_task(server: RunningServer) -> None:
+    before = len(asyncio.all_tasks())
+    streams = [await _raw_stream(server, "1.1") for _ in range(20)]
+    await asyncio.sleep(0.2)
+    try:
+        # aiohttp's two (the connection's and, with handler cancellation, the handler's);
+        # none of aiohttp-sse's own: the handler's loop sends the heartbeats.
+        assert len(asyncio.all_tasks()) - before <= 2 * 20
+    finally:
+        for _, connection, _ in streams:
+            connection.close()
