@@ -21,6 +21,7 @@ setup(
         "aiohttp-sse>=2.2",
         "aiopg>=1.4",
         "aiohttp-jinja2>=1.6",
+        "multidict>=6.0",
         "structlog>=24.1",
         "prometheus-client>=0.20",
         "pgserver>=0.1.4",

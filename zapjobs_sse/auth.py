@@ -34,7 +34,7 @@ from aiohttp import web
 
 from .api import utc_now
 from .app_keys import PUBLIC_PATHS, SETTINGS
-from .errors import json_error
+from .errors import answered, json_error
 from .pages import format_time
 from .settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
 
@@ -473,16 +473,19 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Let a request through only with valid credentials (or to an open route)."""
+def authenticate(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Let a request through only with valid credentials (or to an open route).
+
+    Not a coroutine, like security.cors_preflight: it returns the handler's awaitable.
+    """
     authenticator = request.app[AUTHENTICATOR]
     if authenticator.is_open(request):
-        return await handler(request)
+        return handler(request)
     outcome = authenticator.identify(request)
     if isinstance(outcome, _Refusal):
-        return authenticator.refuse(request, outcome)
+        return answered(authenticator.refuse(request, outcome))
     request[PRINCIPAL] = outcome
-    return await handler(request)
+    return handler(request)
 
 
 def identity_of(request: web.Request) -> str:
@@ -491,11 +494,16 @@ def identity_of(request: web.Request) -> str:
     return principal.identity if principal is not None else f"address:{request.remote or ''}"
 
 
+def _never_ends() -> str | None:
+    """The watch of credentials that cannot end: one shared function, not one per stream."""
+    return None
+
+
 def access_watch(request: web.Request) -> Callable[[], str | None]:
     """For a long-lived response: call it now and then; it names the reason to stop, if any."""
     principal = request.get(PRINCIPAL)
     if principal is None or (principal.token_id is None and principal.expires_at is None):
-        return lambda: None
+        return _never_ends
     authenticator = request.app[AUTHENTICATOR]
     return lambda: authenticator.end_reason(principal)
 
