@@ -4,6 +4,8 @@
 - `aiohttp-sse`: the straightforward hub a user would write with aiohttp-sse: one queue per
   subscriber, one `send()` per subscriber per event.
 - `sse-starlette`: the same hub with sse-starlette on uvicorn[standard] (uvloop, httptools).
+- `aiohttp-bare`: for the idle scenario only, the floor: a plain aiohttp StreamResponse
+  that sends heartbeat comments and nothing else (no database, no SSE library).
 
 Both baselines are fed like this project: one aiopg LISTEN connection, the notified runs
 read by id, each run encoded to the same JobRunUpdated JSON.
@@ -162,6 +164,30 @@ def _serve_sse_starlette(dsn: str, port: int, heartbeat: float) -> None:
     uvicorn.Server(config).run()
 
 
+async def _serve_aiohttp_bare(port: int, heartbeat: float) -> None:
+    from aiohttp import web
+
+    from zapjobs_sse.server import wait_for_stop_signal
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        while True:
+            await asyncio.sleep(heartbeat)
+            await response.write(b": heartbeat\n\n")
+
+    app = web.Application()
+    app.router.add_get(EVENTS_PATH, events)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    try:
+        await wait_for_stop_signal()
+    finally:
+        await runner.cleanup()
+
+
 def main(argv: list[str]) -> None:
     kind, dsn, port, heartbeat = argv[0], argv[1], int(argv[2]), float(argv[3])
     raise_fd_limit()
@@ -171,8 +197,10 @@ def main(argv: list[str]) -> None:
         asyncio.run(_serve_aiohttp_sse(dsn, port, heartbeat))
     elif kind == "sse-starlette":
         _serve_sse_starlette(dsn, port, heartbeat)
+    elif kind == "aiohttp-bare":
+        asyncio.run(_serve_aiohttp_bare(port, heartbeat))
     else:
-        raise SystemExit(f"unknown system {kind!r}; one of {', '.join(KINDS)}")
+        raise SystemExit(f"unknown system {kind!r}; one of {', '.join((*KINDS, 'aiohttp-bare'))}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         systems = ["zapjobs-sse"]
     else:
         streams, heartbeat, window = TARGET_CONNECTIONS, DEFAULT_HEARTBEAT, 2 * DEFAULT_HEARTBEAT
-        systems = ["zapjobs-sse", "aiohttp-sse"]
+        systems = ["zapjobs-sse", "aiohttp-sse", "aiohttp-bare"]
     per_stream: dict[str, float] = {}
     projected: dict[str, float] = {}
     with postgres.database("idle") as dsn:
@@ -76,10 +76,12 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
                 ]
             )
     ours = per_stream["zapjobs-sse"]
+    floor = per_stream.get("aiohttp-bare")
     result.targets += [
         Target(
             "<= 10 KB of server memory per idle stream",
-            f"{ours / 1024:.1f} KB",
+            f"{ours / 1024:.1f} KB"
+            + (f" (bare aiohttp stream: {floor / 1024:.1f} KB)" if floor else ""),
             ours <= 10 * 1024,
         ),
         Target(
@@ -96,7 +98,8 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         " flowing; the last column scales the measured cost per heartbeat to"
         f" {TARGET_CONNECTIONS:,} streams every {DEFAULT_HEARTBEAT:g} s.",
         "aiohttp-sse is the straightforward hub (a bare aiohttp-sse stream with its own ping)"
-        " for reference.",
+        " for reference; aiohttp-bare is the floor of any aiohttp server: a plain"
+        " StreamResponse that only sends heartbeats.",
     ]
     if quick:
         result.notes.append(
