@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = ScenarioResult(number, f"scenario {number}", [], error=repr(error))
             result.seconds = time.monotonic() - began
             results.append(result)
+            print(f"bench:   ({result.seconds:.0f} s)", flush=True)
             for target in result.targets:
                 state = "met" if target.met else "MISSED"
                 print(f"bench:   {state}: {target.text}: {target.measured}", flush=True)
@@ -124,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     met = sum(target.met for target in targets)
     crashed = [result.number for result in results if result.error]
     print(
-        f"bench: {len(results)} scenarios, {met} targets met, {len(targets) - met} missed"
-        + (f", scenarios {crashed} crashed" if crashed else ""),
+        f"bench: {len(results)} scenarios, {met} targets met, {len(targets) - met} missed,"
+        f" {elapsed:.0f} s in all" + (f", scenarios {crashed} crashed" if crashed else ""),
         flush=True,
     )
     return 1 if crashed else 0
