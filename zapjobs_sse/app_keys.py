@@ -14,6 +14,7 @@ from .workers import WorkerWatch
 __all__ = [
     "BRIDGE",
     "BROKER",
+    "CAN_SIGN_OUT",
     "DATABASE",
     "DSN",
     "PUBLIC_PATHS",
@@ -29,5 +30,7 @@ BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)
 STATS = web.AppKey("stats", StatsCoalescer)
 WORKERS = web.AppKey("workers", WorkerWatch)
+# Set on requests that a session cookie signed in: the pages then offer "Sign out".
+CAN_SIGN_OUT = web.RequestKey("can_sign_out", bool)
 # Paths served without authentication (probes; /metrics when --metrics-open).
 PUBLIC_PATHS = web.AppKey("public_paths", frozenset[str])

@@ -33,7 +33,7 @@ import structlog
 from aiohttp import web
 
 from .api import utc_now
-from .app_keys import PUBLIC_PATHS, SETTINGS
+from .app_keys import CAN_SIGN_OUT, PUBLIC_PATHS, SETTINGS
 from .errors import answered, json_error
 from .pages import format_time
 from .settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
@@ -485,6 +485,8 @@ def authenticate(request: web.Request, handler: Handler) -> Awaitable[web.Stream
     if isinstance(outcome, _Refusal):
         return answered(authenticator.refuse(request, outcome))
     request[PRINCIPAL] = outcome
+    if outcome.method == "session":
+        request[CAN_SIGN_OUT] = True
     return handler(request)
 
 
@@ -532,6 +534,7 @@ def _render_login(
         "login_path": request.app[AUTHENTICATOR].login_path,
         "next_path": next_path,
         "error": error,
+        "can_sign_out": False,
     }
     response: web.Response = aiohttp_jinja2.render_template(
         "login.html", request, context, status=status

@@ -23,7 +23,7 @@ from .api import (
     utc_now,
     workers_wire,
 )
-from .app_keys import DATABASE, SETTINGS
+from .app_keys import CAN_SIGN_OUT, DATABASE, SETTINGS
 from .assets import WEB_DIR
 from .cursors import LogCursor
 from .db import DatabaseError, DatabaseUnavailable
@@ -156,6 +156,7 @@ def _with_common(request: web.Request, context: dict[str, Any]) -> dict[str, Any
     context["poll_interval_ms"] = int(settings.poll_interval * 1000)
     context.setdefault("page", "error")
     context["rendered_at"] = format_time(utc_now())
+    context["can_sign_out"] = request.get(CAN_SIGN_OUT, False)
     return context
 
 

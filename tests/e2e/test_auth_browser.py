@@ -105,6 +105,20 @@ async def test_sign_in_then_the_dashboard_is_live(
     await watched.assert_nothing_ran()
 
 
+@pytest.mark.parametrize("server_settings", [TOKEN_SETTINGS])
+async def test_sign_out_ends_the_session(server: RunningServer, watched: Watched) -> None:
+    page = watched.page
+    await sign_in(watched, server, "workers")
+    await watched.state("connected")
+    async with page.expect_navigation():
+        await page.click(".sign-out button")
+    assert "/zapjobs/login" in page.url
+    assert not [c for c in await watched.context.cookies() if c["name"] == "zapjobs_session"]
+    await page.goto(server.path("runs"))
+    assert "/zapjobs/login" in page.url  # the dashboard wants a new sign-in
+    assert await page.query_selector(".sign-out") is None
+
+
 async def _insert_hostile_rows(writer: Writer, suffix: str) -> dict[str, str]:
     """One row of every table the dashboard shows, every text column hostile."""
     values = {

@@ -153,6 +153,19 @@ async def test_bearer_token_opens_api_pages_and_stream(
 
 
 @pytest.mark.parametrize("server_settings", [TOKEN_SETTINGS])
+async def test_pages_offer_sign_out_only_to_a_signed_in_session(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    cookie = await session_cookie(http, server)
+    async with http.get(server.path("runs"), headers=cookie_header(cookie)) as response:
+        assert 'action="/zapjobs/logout" method="post"' in await response.text()
+    async with http.get(server.path("runs"), headers=bearer(TOKEN)) as response:
+        assert "logout" not in await response.text()  # a script's token: nothing to end
+    async with http.get(server.path("login")) as response:
+        assert "logout" not in await response.text()
+
+
+@pytest.mark.parametrize("server_settings", [TOKEN_SETTINGS])
 async def test_sign_in_sets_a_strict_httponly_session_and_goes_back(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
