@@ -40,7 +40,15 @@ from .wire import (
     run_wire,
 )
 
-__all__ = ["CHART_HEIGHT", "chart_bars", "format_duration", "format_time", "setup_pages"]
+__all__ = [
+    "CHART_HEIGHT",
+    "chart_bars",
+    "format_duration",
+    "format_elapsed",
+    "format_time",
+    "running_for",
+    "setup_pages",
+]
 
 log = structlog.get_logger("zapjobs_sse.pages")
 
@@ -86,6 +94,23 @@ def format_duration(ms: int | None) -> str:
         return f"{tenths // 10}.{tenths % 10} s"
     seconds = ms // 1000
     return f"{seconds // 60} min {seconds % 60} s"
+
+
+def format_elapsed(ms: int | None) -> str:
+    """How long a running run has been running, in whole seconds (dashboard.js: the same)."""
+    if ms is None:
+        return ""
+    seconds = max(0, ms // 1000)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
+
+
+def running_for(run: dict[str, Any], now: datetime) -> int | None:
+    """Milliseconds since a running run started; None once it has a duration (or no start)."""
+    started = run.get("startedAt")
+    if run.get("status") != "Running" or run.get("durationMs") is not None or not started:
+        return None
+    since = datetime.fromisoformat(str(started).removesuffix("Z"))
+    return int((now - since).total_seconds() * 1000)
 
 
 def format_count(value: int | None) -> str:
@@ -243,9 +268,12 @@ async def run_page(request: web.Request) -> dict[str, Any]:
     lines = await database.logs_after(run_id, after, limit=LOG_PAGE)
     logs = [log_wire(line) for line in lines]
     run = run_wire(row)
+    now = utc_now()
     return {
         "title": f"Run {run_id}",
         "run": run,
+        "running_for": running_for(run, now),
+        "server_now": now.isoformat(timespec="milliseconds") + "Z",
         "fields": [(key, value) for key, value in run.items()],
         "logs": logs,
         "logs_after": logs[-1]["cursor"] if logs else str(after),
@@ -302,6 +330,7 @@ def _lower(value: object) -> str:
 FILTERS: dict[str, Callable[..., str]] = {
     "when": format_time,
     "duration": format_duration,
+    "elapsed": format_elapsed,
     "count": format_count,
     "lower": _lower,
 }

@@ -154,6 +154,33 @@ async def test_run_row_updates_in_place_and_a_new_run_appears(
     assert watched.errors == []
 
 
+async def test_a_running_run_shows_its_time_so_far_then_its_duration(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    run_id = await writer.insert_run("email", status=2)
+    await writer.execute(
+        "UPDATE zapjobs.runs SET started_at = now() AT TIME ZONE 'utc' - interval '90 seconds'"
+        " WHERE id = %s",
+        (run_id,),
+    )
+    await page.goto(server.path(f"runs/{run_id}"))
+    await watched.state("connected")
+    first = await page.inner_text("#run-elapsed")
+    assert first.startswith("running for 1 min 3"), first
+    await page.wait_for_function(
+        "t => document.getElementById('run-elapsed').innerText !== t", arg=first, timeout=3000
+    )
+    await writer.execute(
+        "UPDATE zapjobs.runs SET status = 3, duration_ms = 95000,"
+        " completed_at = now() AT TIME ZONE 'utc' WHERE id = %s",
+        (run_id,),
+    )
+    await watched.text_becomes(".run-summary .duration", "1 min 35 s")
+    assert await page.is_hidden("#run-elapsed")
+    assert watched.errors == []
+
+
 async def test_run_log_equals_the_database_while_the_run_writes(
     server: RunningServer, writer: Writer, watched: Watched
 ) -> None:

@@ -6,7 +6,14 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 
 from zapjobs_sse.api import chart_minutes
-from zapjobs_sse.pages import CHART_HEIGHT, chart_bars, format_duration, format_time
+from zapjobs_sse.pages import (
+    CHART_HEIGHT,
+    chart_bars,
+    format_duration,
+    format_elapsed,
+    format_time,
+    running_for,
+)
 
 
 def test_durations_read_as_people_say_them() -> None:
@@ -18,6 +25,18 @@ def test_durations_read_as_people_say_them() -> None:
     assert format_duration(59999) == "59.9 s"
     assert format_duration(61000) == "1 min 1 s"
     assert format_duration(3600000) == "60 min 0 s"
+
+
+def test_a_running_run_shows_how_long_it_has_run_in_whole_seconds() -> None:
+    now = datetime(2026, 11, 28, 12, 0, 0)
+    running = {"status": "Running", "durationMs": None, "startedAt": "2026-11-28T11:58:55.500Z"}
+    assert running_for(running, now) == 64500
+    assert format_elapsed(64500) == "1 min 4 s"
+    assert format_elapsed(59999) == "59 s"
+    assert format_elapsed(-20) == "0 s"  # a start a moment ahead of this clock
+    assert running_for(running | {"durationMs": 1200}, now) is None
+    assert running_for(running | {"status": "Completed"}, now) is None
+    assert running_for(running | {"startedAt": None}, now) is None
 
 
 def test_times_are_utc_to_the_second() -> None:

@@ -39,6 +39,11 @@
     return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
   }
 
+  function formatElapsed(ms) {
+    var seconds = Math.max(0, Math.floor(ms / 1000));
+    return seconds < 60 ? seconds + " s" : Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+  }
+
   function formatCount(value) {
     if (value === null || value === undefined) return "";
     return String(value).replace(/\B(?=(\d{3})+(?!\d))/g, "\u202f");
@@ -442,6 +447,26 @@
     });
     if (window.location.hash.indexOf("#log-") === 0) follow.checked = false;
 
+    // "running for ..." ticks here, on the server's clock (pages.running_for renders it).
+    var elapsed = document.getElementById("run-elapsed");
+    var elapsedTime = document.getElementById("run-elapsed-time");
+    var clockOffset = Date.parse(elapsed.getAttribute("data-server-now")) - Date.now();
+    var shown = {
+      status: elapsed.getAttribute("data-status"),
+      startedAt: elapsed.getAttribute("data-started-at") || null,
+      durationMs: elapsed.getAttribute("data-duration-ms") === "" ? null : 0,
+    };
+    function showElapsed() {
+      var running = shown.status === "Running" && shown.durationMs == null && !!shown.startedAt;
+      elapsed.hidden = !running;
+      if (running) {
+        elapsedTime.textContent = formatElapsed(
+          Date.now() + (clockOffset || 0) - Date.parse(shown.startedAt)
+        );
+      }
+    }
+    setInterval(showElapsed, 1000);
+
     function minLevel() {
       return Number(levelSelect.value) || 0;
     }
@@ -530,6 +555,8 @@
     }
 
     function showRun(run) {
+      shown = run;
+      showElapsed();
       Object.keys(run).forEach(function (key) {
         var value = run[key];
         document.querySelectorAll('[data-field="' + key + '"]').forEach(function (node) {
