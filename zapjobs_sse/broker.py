@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+import structlog
+
 from .cursors import LogCursor
 from .frames import dumps, event_frame
 
@@ -27,6 +29,8 @@ __all__ = [
     "StreamFilter",
     "Subscription",
 ]
+
+log = structlog.get_logger("zapjobs_sse.broker")
 
 TOPICS: Final = frozenset({"stats", "runs", "workers"})
 
@@ -379,6 +383,7 @@ class Broker:
         if sub not in self._subscriptions:
             return
         self._subscriptions.discard(sub)
+        sub._sink = None  # the connection may serve another request next
         if sub.close_reason == "overflow":
             self._count("clients_evicted")
         for topic in sub.filter.topics:
@@ -472,7 +477,11 @@ class Broker:
         started = loop.time()
         dirty, self._dirty = self._dirty, []
         for sub in dirty:
-            sub.flush()
+            try:
+                sub.flush()
+            except Exception as error:  # one broken socket must not stall the others
+                log.warning("stream_write_failed", error=repr(error))
+                sub.close("write_failed", abort=True)
         finished = loop.time()
         self._next_flush = finished + FLUSH_GAP * (finished - started)
 

@@ -101,3 +101,26 @@ async def test_a_stream_without_a_socket_yet_is_woken() -> None:
 
     assert await asyncio.wait_for(waiting, 1) is True
     assert b'"n": 1' in sub.take()
+
+
+class BrokenSocket(FakeSocket):
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("Cannot call write() after write_eof()")
+
+
+async def test_a_socket_that_fails_ends_its_stream_and_not_the_others() -> None:
+    broker = Broker()
+    broken, waiting_broken = await _parked(broker, BrokenSocket())
+    healthy_socket = FakeSocket()
+    healthy, waiting_healthy = await _parked(broker, healthy_socket)
+
+    broker.publish("JobRunUpdated", '{"n": 1}', ("topic", "runs"))
+    await asyncio.sleep(0)
+
+    assert broken.close_reason == "write_failed"
+    assert await asyncio.wait_for(waiting_broken, 1) is True  # its handler ends
+    assert len(healthy_socket.writes) == 1 and not waiting_healthy.done()
+    broker.publish("JobRunUpdated", '{"n": 2}', ("topic", "runs"))
+    await asyncio.sleep(0.01)
+    assert len(healthy_socket.writes) == 2
+    healthy.close("test")
