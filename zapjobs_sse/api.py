@@ -41,10 +41,9 @@ __all__ = [
     "list_dead_letter_rows",
     "list_run_rows",
     "page_cursor",
-    "parse_level",
+    "parse_enum",
     "parse_page_key",
     "parse_run_filter",
-    "parse_status",
     "setup_api",
     "utc_now",
     "workers_wire",
@@ -60,14 +59,15 @@ OPENAPI_FILE = WEB_DIR / "static" / "openapi.json"
 # -- query parsing shared with the pages ------------------------------------------------
 
 
-def parse_status(query: MultiMapping[str], names: tuple[str, ...]) -> int | None:
-    """The `status` filter as its integer; a name (any case) or a number; 400 otherwise."""
-    text = one(query, "status")
+def parse_enum(query: MultiMapping[str], parameter: str, names: tuple[str, ...]) -> int | None:
+    """An enum filter (`status`, `level`) as its integer; a name (any case) or a number;
+    400 naming the parameter otherwise."""
+    text = one(query, parameter)
     if text is None or text == "":
         return None
     value = enum_value(names, text)
     if value is None:
-        bad_request(f"status: {text[:64]!r} is not one of {', '.join(names)}")
+        bad_request(f"{parameter}: {text[:64]!r} is not one of {', '.join(names)}")
     return value
 
 
@@ -103,7 +103,7 @@ class RunFilter:
 
 
 def parse_run_filter(query: MultiMapping[str], default_limit: int = DEFAULT_PAGE) -> RunFilter:
-    status = parse_status(query, RUN_STATUSES)
+    status = parse_enum(query, "status", RUN_STATUSES)
     job_type = one(query, "job_type")
     if job_type is not None and not job_type.strip():
         job_type = None
@@ -134,7 +134,7 @@ async def list_dead_letter_rows(
     database: Database, query: MultiMapping[str]
 ) -> tuple[int | None, list[dict[str, Any]], str | None]:
     """The status filter, one page of dead-letter entries (newest first), the next cursor."""
-    status = parse_status(query, DEAD_LETTER_STATUSES)
+    status = parse_enum(query, "status", DEAD_LETTER_STATUSES)
     before = parse_page_key(query)
     limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
     rows = await database.list_dead_letter(status=status, before=before, limit=limit + 1)
@@ -205,23 +205,13 @@ async def get_run(request: web.Request) -> web.Response:
     return web.json_response(run_wire(row))
 
 
-def parse_level(query: MultiMapping[str]) -> int | None:
-    text = one(query, "level")
-    if text is None or text == "":
-        return None
-    value = enum_value(LOG_LEVELS, text)
-    if value is None:
-        bad_request(f"level: {text[:64]!r} is not one of {', '.join(LOG_LEVELS)}")
-    return value
-
-
 async def get_run_logs(request: web.Request) -> web.Response:
     run_id = run_id_of(request)
     query = request.query
     after_text = one(query, "after")
     after = parse_cursor("after", after_text) if after_text else LogCursor.START
     limit = parse_limit(query, LOG_PAGE, MAX_LOG_PAGE)
-    level = parse_level(query)
+    level = parse_enum(query, "level", LOG_LEVELS)
     database = request.app[DATABASE]
     if await database.run(run_id) is None:
         not_found(f"id: no run {run_id}")
