@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Page
 
 from tests.conftest import RunningServer
+from tests.e2e.conftest import Watched
 from tests.support import Writer
 
 pytestmark = pytest.mark.browser
 
-WAIT_MS = 10000
 TOKEN = "tok-" + "a1b2c3d4" * 4
 TOKEN_SETTINGS: dict[str, Any] = {"auth": "token", "tokens": TOKEN, "poll_interval": 1.0}
 PAYLOADS = ("<img src=x onerror=alert(1)>", "<script>alert(1)</script>")
@@ -25,51 +24,16 @@ def hostile(column: str) -> str:
     return f"{column}{PAYLOADS[0]}{PAYLOADS[1]}"
 
 
-class Watched:
-    """A page plus what went wrong on it: dialogs, script errors, CSP violations."""
-
-    def __init__(self, context: BrowserContext, page: Page) -> None:
-        self.context = context
-        self.page = page
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-        self.console_errors: list[str] = []
-        page.on("dialog", self._dialog)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: (
-                self.console_errors.append(message.text) if message.type == "error" else None
-            ),
-        )
-
-    async def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        await dialog.dismiss()
-
-    async def state(self, state: str) -> None:
-        await self.page.wait_for_selector(f'#connection-status[data-state="{state}"]')
-
-    async def assert_nothing_ran(self) -> None:
-        assert self.dialogs == []
-        assert self.errors == []
-        # An <img src=x> that became an element would have failed to load ("x" is a 4xx).
-        assert [text for text in self.console_errors if "/x" in text] == []
-        injected = await self.page.eval_on_selector_all(
-            "main img, main script, main [onerror]", "nodes => nodes.length"
-        )
-        assert injected == 0
-
-
-@pytest.fixture
-async def watched(browser: Browser) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    try:
-        yield Watched(context, page)
-    finally:
-        await context.close()
+async def assert_nothing_ran(watched: Watched) -> None:
+    """No dialog, no script error, no hostile element made out of the database's text."""
+    assert watched.dialogs == []
+    assert watched.errors == []
+    # An <img src=x> that became an element would have failed to load ("x" is a 4xx).
+    assert [text for text in watched.console_errors if "/x" in text] == []
+    injected = await watched.page.eval_on_selector_all(
+        "main img, main script, main [onerror]", "nodes => nodes.length"
+    )
+    assert injected == 0
 
 
 async def sign_in(watched: Watched, server: RunningServer, relative: str) -> None:
@@ -102,7 +66,7 @@ async def test_sign_in_then_the_dashboard_is_live(
     await watched.state("connected")
     run_id = await writer.insert_run("signed-in-job")
     await page.wait_for_selector(f'tr[data-run-id="{run_id}"]')
-    await watched.assert_nothing_ran()
+    await assert_nothing_ran(watched)
 
 
 @pytest.mark.parametrize("server_settings", [TOKEN_SETTINGS])
@@ -201,7 +165,7 @@ async def test_hostile_text_in_every_column_is_shown_as_text_and_runs_nothing(
         text = await _main_text(page)
         for column in columns:
             assert rendered[column] in text, (relative, column)
-        await watched.assert_nothing_ran()
+        await assert_nothing_ran(watched)
 
     # The same columns arriving live, rendered by the client from the stream.
     for name in ("runs", "workers", "run"):
@@ -234,7 +198,7 @@ async def test_hostile_text_in_every_column_is_shown_as_text_and_runs_nothing(
                 "text => document.querySelector('main').textContent.includes(text)",
                 arg=value,
             )
-        await watched.assert_nothing_ran()
+        await assert_nothing_ran(watched)
 
 
 @pytest.mark.parametrize("server_settings", [TOKEN_SETTINGS])

@@ -12,7 +12,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,70 +19,18 @@ import pytest
 from playwright.async_api import Browser, Page, Route
 
 from tests.conftest import RunningServer, make_settings, repo_root
+from tests.e2e.conftest import WAIT_MS, Watched
 from tests.support import Writer
 from zapjobs_sse.server import serve_app
 
 pytestmark = pytest.mark.browser
 
 XSS = "<img src=x onerror=alert(1)>"
-WAIT_MS = 10000
 
 
 @pytest.fixture
 def server_settings() -> dict[str, Any]:
     return {"poll_interval": 1.0}
-
-
-class Watched:
-    """A page plus what it did: dialogs it opened, requests it made to the stream."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.dialogs: list[str] = []
-        self.stream_requests: list[str] = []
-        self.errors: list[str] = []
-        self.csp_violations: list[str] = []
-        page.on("dialog", self._dialog)
-        page.on("console", self._console)
-        page.on("request", self._request)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    async def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        await dialog.dismiss()
-
-    def _console(self, message: Any) -> None:
-        if "Content Security Policy" in message.text:
-            self.csp_violations.append(message.text)
-
-    def _request(self, request: Any) -> None:
-        if request.url.split("?")[0].endswith("/events"):
-            self.stream_requests.append(request.url)
-
-    async def state(self, state: str, timeout: float = WAIT_MS) -> None:
-        await self.page.wait_for_selector(
-            f'#connection-status[data-state="{state}"]', timeout=timeout
-        )
-
-    async def text_becomes(self, selector: str, text: str, timeout: float = WAIT_MS) -> None:
-        await self.page.wait_for_function(
-            "([selector, text]) => {"
-            " const node = document.querySelector(selector);"
-            " return node !== null && node.textContent.trim() === text; }",
-            arg=[selector, text],
-            timeout=timeout,
-        )
-
-
-@pytest.fixture
-async def watched(browser: Browser) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    try:
-        yield Watched(page)
-    finally:
-        await context.close()
 
 
 async def db_log_ids(writer: Writer, run_id: str) -> list[str]:
