@@ -116,8 +116,8 @@ class Subscription:
         self,
         stream_filter: StreamFilter,
         limit: int,
-        identity: str = "",
-        schedule: Callable[[Subscription], None] | None = None,
+        identity: str,
+        schedule: Callable[[Subscription], None],
     ) -> None:
         self.filter = stream_filter
         self.identity = identity
@@ -133,8 +133,7 @@ class Subscription:
         # Per run: the cursor of the last line delivered (None: none yet), or _Waiting.
         self._log_state: dict[str, LogCursor | _Waiting | None] = {}
         self._abort: Callable[[], None] | None = None
-        # With a scheduler (the broker's flush), pushes are written out in one pass per
-        # burst; without one, each push wakes the stream's task.
+        # The broker's flush: pushes are written out in one pass per burst.
         self._schedule = schedule
         self._scheduled = False
         self._sink: Sink | None = None
@@ -164,9 +163,7 @@ class Subscription:
         if self._pending_bytes > self._limit:
             self.close("overflow", abort=True)
             return
-        if self._schedule is None:
-            self._wake(True)
-        elif not self._scheduled:
+        if not self._scheduled:
             self._scheduled = True
             self._schedule(self)
 
