@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psycopg2
 
-from zapjobs_sse.embedded import EmbeddedPostgres
-from zapjobs_sse.migrations import apply_migrations
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.db.embedded import EmbeddedPostgres
+from zapjobs_sse.db.migrate import apply_migrations
+from zapjobs_sse.server.run import serve_app
 from zapjobs_sse.settings import Settings
 
 POLLING_INTERVAL = 5.0

@@ -18,10 +18,10 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
 
-from zapjobs_sse.bridge import ChangeSet
 from zapjobs_sse.db import Database, Listener
-from zapjobs_sse.frames import dumps
-from zapjobs_sse.wire import run_summary_wire
+from zapjobs_sse.server.live.bridge import ChangeSet
+from zapjobs_sse.server.live.frames import dumps
+from zapjobs_sse.server.live.wire import run_summary_wire
 
 from .client import raise_fd_limit
 
@@ -56,7 +56,7 @@ async def feed(dsn: str, publish: Publish) -> None:
 
 async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
     from zapjobs_sse.logconfig import configure_logging
-    from zapjobs_sse.server import freeze_startup_objects, serve_app, wait_for_stop_signal
+    from zapjobs_sse.server.run import freeze_startup_objects, serve_app, wait_for_stop_signal
     from zapjobs_sse.settings import Settings
 
     configure_logging("json", "warning")
@@ -80,7 +80,7 @@ async def _serve_aiohttp_sse(dsn: str, port: int, heartbeat: float) -> None:
     from aiohttp import web
     from aiohttp_sse import sse_response
 
-    from zapjobs_sse.server import wait_for_stop_signal
+    from zapjobs_sse.server.run import wait_for_stop_signal
 
     subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
 
@@ -167,7 +167,7 @@ def _serve_sse_starlette(dsn: str, port: int, heartbeat: float) -> None:
 async def _serve_aiohttp_bare(port: int, heartbeat: float) -> None:
     from aiohttp import web
 
-    from zapjobs_sse.server import wait_for_stop_signal
+    from zapjobs_sse.server.run import wait_for_stop_signal
 
     async def events(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import psycopg2.extensions
 
-from zapjobs_sse.embedded import EmbeddedPostgres
-from zapjobs_sse.migrations import apply_migrations
+from zapjobs_sse.db.embedded import EmbeddedPostgres
+from zapjobs_sse.db.migrate import apply_migrations
 
 __all__ = ["BenchPostgres", "connect", "seed_runs"]
 

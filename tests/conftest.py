@@ -25,9 +25,9 @@ from tests.support import (
     test_dsn_from_env,
     with_database,
 )
-from zapjobs_sse.embedded import EmbeddedPostgres
-from zapjobs_sse.migrations import apply_migrations
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.db.embedded import EmbeddedPostgres
+from zapjobs_sse.db.migrate import apply_migrations
+from zapjobs_sse.server.run import serve_app
 from zapjobs_sse.settings import Settings
 
 TEMPLATE = f"zapjobs_sse_tmpl_{os.getpid()}"

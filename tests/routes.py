@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.conftest import make_settings
-from zapjobs_sse.app import create_app
+from zapjobs_sse.server.app import create_app
 
 __all__ = ["RouteRequest", "route_requests"]
 

@@ -1,18 +1,25 @@
-"""The zapjobs-sse command: serve, migrate (and the executor's worker, enqueue, demo)."""
+"""The zapjobs-sse command: serve, migrate, the executor's worker and enqueue, and demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .db import DatabaseError
-from .executor_commands import add_executor_commands
+from .db.embedded import database_dsn
+from .db.migrate import apply_migrations, load_migrations
+from .executor.commands import add_executor_commands, add_worker_options, option, positive
 from .logconfig import configure_logging
-from .migrations import apply_migrations, load_migrations
-from .server import database_dsn, run_server
-from .settings import SettingsError, add_arguments, settings_from_args
+from .settings import (
+    SettingsError,
+    add_arguments,
+    default_data_dir,
+    setting_fields,
+    settings_from_args,
+)
 
 __all__ = ["main"]
 
@@ -23,6 +30,8 @@ CONNECTION_SETTINGS = ("dsn", "data_dir", "log_format", "log_level")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .server.run import run_server  # the web stack, loaded only by the commands that serve
+
     settings = settings_from_args(args)
     configure_logging(settings.log_format, settings.log_level)
     asyncio.run(run_server(settings))
@@ -68,13 +77,44 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
 
     add_executor_commands(commands)
-    for register in _EXTRA_COMMANDS:
-        register(commands)
+    _add_demo_command(commands)
     return parser
 
 
-# Commands defined in other modules (the executor's) register themselves here.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="Embedded PostgreSQL, demo jobs, a worker and the live dashboard in one command.",
+    )
+    demo.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=os.environ.get("ZAPJOBS_DEMO_DATA_DIR", default_data_dir("demo-pgdata")),
+        help="Data directory of the demo's embedded PostgreSQL "
+        f"[env: ZAPJOBS_DEMO_DATA_DIR; default: {default_data_dir('demo-pgdata')}]",
+    )
+    option(demo, "demo_rate", positive(float), "2", "Runs the demo enqueues per second.")
+    add_worker_options(demo, concurrency="6", shutdown_timeout="2", retry_delay="2")
+    names = [f.name for f in setting_fields() if f.name != "data_dir"]
+    add_arguments(demo, names)
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # both wings and the web stack
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(
+        run_demo(
+            settings,
+            rate=args.demo_rate,
+            concurrency=args.concurrency,
+            shutdown_timeout=args.shutdown_timeout,
+            retry_delay=args.retry_delay,
+        )
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,11 +18,12 @@ from typing import Any
 import structlog
 
 from .db import Database, DatabaseError
+from .db.embedded import database_dsn
+from .db.migrate import apply_migrations
 from .executor import JobContext, JobRegistry, enqueue
-from .migrations import apply_migrations
-from .server import database_dsn, serve_app
+from .executor.worker import CANCEL_GRACE, Worker, WorkerOptions
+from .server.run import serve_app
 from .settings import Settings
-from .worker import CANCEL_GRACE, Worker, WorkerOptions
 
 __all__ = ["demo_jobs", "run_demo"]
 

@@ -35,10 +35,11 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names it."""
 
 
-def default_data_dir() -> str:
-    """Where the embedded PostgreSQL keeps its data unless told otherwise."""
+def default_data_dir(name: str = "pgdata") -> str:
+    """Where an embedded PostgreSQL keeps its data unless told otherwise (`serve` uses
+    pgdata, the demo demo-pgdata)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(base) / "zapjobs-sse" / "pgdata")
+    return str(Path(base) / "zapjobs-sse" / name)
 
 
 def _setting(

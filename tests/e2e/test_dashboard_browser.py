@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, Route
 from tests.conftest import RunningServer, make_settings, repo_root
 from tests.e2e.conftest import WAIT_MS, Watched
 from tests.support import Writer
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.server.run import serve_app
 
 pytestmark = pytest.mark.browser
 

@@ -20,7 +20,7 @@ from tests.conftest import make_settings as settings_for
 from tests.e2e.nginx_process import NGINX, PREFIX, NginxProcess, Tls, render_config
 from tests.server_process import free_port, wait_ready
 from tests.support import Writer, sse_connect
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.server.run import serve_app
 from zapjobs_sse.settings import Settings
 
 pytestmark = [

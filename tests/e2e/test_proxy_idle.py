@@ -15,7 +15,7 @@ from tests.conftest import make_settings
 from tests.e2e.nginx_process import PREFIX, NginxProcess, render_config
 from tests.server_process import free_port, wait_ready
 from tests.support import Writer, sse_connect
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.server.run import serve_app
 
 pytestmark = pytest.mark.nginx
 

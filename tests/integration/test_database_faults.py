@@ -16,7 +16,7 @@ import aiohttp
 
 from tests.conftest import PrivatePostgres, RunningServer, make_settings
 from tests.support import SSEClient, SSEEvent, Writer, sse_connect
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.server.run import serve_app
 
 CLIENTS = 100
 FAST = {

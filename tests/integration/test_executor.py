@@ -24,7 +24,7 @@ from tests.support import SSEEvent, Writer, sse_connect
 from zapjobs_sse.cli import main
 from zapjobs_sse.db import Database, Row
 from zapjobs_sse.executor import JobContext, JobRegistry, UnknownJobType, enqueue
-from zapjobs_sse.worker import Worker, WorkerOptions
+from zapjobs_sse.executor.worker import Worker, WorkerOptions
 
 STALE_AFTER = 1.5
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.support import Writer, sse_connect
-from zapjobs_sse.security import CONTENT_SECURITY_POLICY
+from zapjobs_sse.server.http.security import CONTENT_SECURITY_POLICY
 
 TOKEN = "tok-" + "a1b2c3d4" * 4
 OTHER_TOKEN = "tok-" + "e5f6a7b8" * 4

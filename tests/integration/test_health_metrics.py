@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_settings as settings_for
 from tests.support import Writer, sse_connect
-from zapjobs_sse.app import create_app
-from zapjobs_sse.app_keys import BRIDGE, PUBLIC_PATHS
 from zapjobs_sse.db import Database
+from zapjobs_sse.server.app import create_app
+from zapjobs_sse.server.keys import BRIDGE, PUBLIC_PATHS
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

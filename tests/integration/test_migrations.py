@@ -8,7 +8,7 @@ import sys
 
 import psycopg2
 
-from zapjobs_sse.migrations import apply_migrations, load_migrations
+from zapjobs_sse.db.migrate import apply_migrations, load_migrations
 
 # The schema exactly as the .NET ZapJobs storage creates it (an older version: no
 # dead_letter table, no prevent_overlapping column).

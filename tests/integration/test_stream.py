@@ -13,7 +13,7 @@ import yarl
 
 from tests.conftest import RunningServer, make_settings
 from tests.support import SSEEvent, Writer, sse_connect
-from zapjobs_sse.server import serve_app
+from zapjobs_sse.server.run import serve_app
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from zapjobs_sse.auth import SessionCodec, SignInThrottle, TokenStore, safe_next
 from zapjobs_sse.cli import build_parser, main
+from zapjobs_sse.server.http.auth import SessionCodec, SignInThrottle, TokenStore, safe_next
 from zapjobs_sse.settings import Settings, SettingsError, is_loopback_host
 
 TOKEN = "x" * 24

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from zapjobs_sse.broker import FLUSH_GAP, Broker, StreamFilter, Subscription
+from zapjobs_sse.server.live.broker import FLUSH_GAP, Broker, StreamFilter, Subscription
 
 
 class FakeSocket:

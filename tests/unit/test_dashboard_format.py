@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from zapjobs_sse.api import chart_minutes
-from zapjobs_sse.pages import (
+from zapjobs_sse.server.http.api import chart_minutes
+from zapjobs_sse.server.http.pages import (
     CHART_HEIGHT,
     chart_bars,
     format_duration,

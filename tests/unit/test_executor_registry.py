@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -75,17 +73,3 @@ def test_load_registry_names_what_is_wrong() -> None:
         load_registry("no_such_module_here:registry")
     with pytest.raises(ValueError, match="not a JobRegistry"):
         load_registry("zapjobs_sse.demo:run_demo")
-
-
-def test_the_dashboard_and_its_command_line_never_load_the_executor() -> None:
-    probe = (
-        "import sys, zapjobs_sse.cli, zapjobs_sse.server\n"
-        "zapjobs_sse.cli.build_parser()\n"
-        "print(' '.join(sorted(sys.modules)))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    ).stdout.split()
-    executor = {"zapjobs_sse.executor", "zapjobs_sse.worker", "zapjobs_sse.journal"}
-    assert not executor & set(loaded)
-    assert "zapjobs_sse.demo" not in loaded

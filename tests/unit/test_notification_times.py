@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from zapjobs_sse.bridge import ChangeSet
+from zapjobs_sse.server.live.bridge import ChangeSet
 
 
 def test_write_times_are_collected_and_payloads_without_one_still_decode() -> None:

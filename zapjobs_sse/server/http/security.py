@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import hdrs, web
 from multidict import istr
 
-from .app_keys import SETTINGS
+from ..keys import SETTINGS
 from .errors import answered
 
 __all__ = [

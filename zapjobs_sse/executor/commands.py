@@ -12,25 +12,18 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .logconfig import configure_logging
-from .settings import SettingsError, add_arguments, setting_fields, settings_from_args
+from ..logconfig import configure_logging
+from ..settings import SettingsError, add_arguments, settings_from_args
 
-__all__ = ["add_executor_commands", "default_demo_data_dir"]
+__all__ = ["add_executor_commands", "add_worker_options", "option", "positive"]
 
 WORKER_SETTINGS = ("dsn", "data_dir", "log_format", "log_level", "worker_stale_after")
 ENQUEUE_SETTINGS = ("dsn", "data_dir", "log_format", "log_level")
 
 
-def default_demo_data_dir() -> str:
-    """The demo's embedded PostgreSQL data, apart from `serve`'s."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(base) / "zapjobs-sse" / "demo-pgdata")
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
         if value <= 0:
@@ -48,7 +41,7 @@ def _queues(text: str) -> tuple[str, ...]:
     return names
 
 
-def _option(
+def option(
     parser: argparse.ArgumentParser,
     name: str,
     kind: Callable[[str], Any],
@@ -68,22 +61,22 @@ def _option(
     )
 
 
-def _add_worker_options(
+def add_worker_options(
     parser: argparse.ArgumentParser, *, concurrency: str, shutdown_timeout: str, retry_delay: str
 ) -> None:
-    _option(parser, "concurrency", _positive(int), concurrency, "Runs executed at once.")
-    _option(
+    option(parser, "concurrency", positive(int), concurrency, "Runs executed at once.")
+    option(
         parser,
         "shutdown_timeout",
-        _positive(float),
+        positive(float),
         shutdown_timeout,
         "Seconds running jobs get to finish after SIGTERM/SIGINT; then they are stopped "
         "and their runs put back to Pending.",
     )
-    _option(
+    option(
         parser,
         "retry_delay",
-        _positive(float),
+        positive(float),
         retry_delay,
         "Seconds before the first retry of a failed run; doubled at each further attempt.",
     )
@@ -92,35 +85,35 @@ def _add_worker_options(
 def add_executor_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
-    """Add the worker, enqueue and demo subcommands."""
+    """Add the worker and enqueue subcommands."""
     worker = commands.add_parser(
         "worker",
         help="Run the jobs of a Python job registry.",
     )
-    _option(worker, "jobs", str, None, "The job registry to run, as module:attribute.")
-    _option(
+    option(worker, "jobs", str, None, "The job registry to run, as module:attribute.")
+    option(
         worker,
         "queues",
         _queues,
         None,
         "Comma-separated queues to take runs from (unset: every queue of the registry's jobs).",
     )
-    _add_worker_options(worker, concurrency="4", shutdown_timeout="30", retry_delay="5")
-    _option(
+    add_worker_options(worker, concurrency="4", shutdown_timeout="30", retry_delay="5")
+    option(
         worker,
         "heartbeat_interval",
-        _positive(float),
+        positive(float),
         "5",
         "Seconds between two heartbeats of the worker.",
     )
-    _option(
+    option(
         worker,
         "claim_interval",
-        _positive(float),
+        positive(float),
         "0.5",
         "Seconds between two looks for new runs while the worker has free slots.",
     )
-    _option(worker, "worker_id", str, None, "The worker's id (unset: host-pid-random).")
+    option(worker, "worker_id", str, None, "The worker's id (unset: host-pid-random).")
     add_arguments(worker, WORKER_SETTINGS)
     worker.set_defaults(func=_worker)
 
@@ -131,7 +124,7 @@ def add_executor_commands(
     enqueue.add_argument("job_type", metavar="JOB_TYPE", help="The job type id.")
     enqueue.add_argument("--input", default=None, help="The run's input, as JSON.")
     enqueue.add_argument("--queue", default=None, help="Queue (default: the job type's).")
-    _option(
+    option(
         enqueue,
         "jobs",
         str,
@@ -141,26 +134,9 @@ def add_executor_commands(
     add_arguments(enqueue, ENQUEUE_SETTINGS)
     enqueue.set_defaults(func=_enqueue)
 
-    demo = commands.add_parser(
-        "demo",
-        help="Embedded PostgreSQL, demo jobs, a worker and the live dashboard in one command.",
-    )
-    demo.add_argument(
-        "--data-dir",
-        dest="data_dir",
-        default=os.environ.get("ZAPJOBS_DEMO_DATA_DIR", default_demo_data_dir()),
-        help="Data directory of the demo's embedded PostgreSQL "
-        f"[env: ZAPJOBS_DEMO_DATA_DIR; default: {default_demo_data_dir()}]",
-    )
-    _option(demo, "demo_rate", _positive(float), "2", "Runs the demo enqueues per second.")
-    _add_worker_options(demo, concurrency="6", shutdown_timeout="2", retry_delay="2")
-    names = [f.name for f in setting_fields() if f.name != "data_dir"]
-    add_arguments(demo, names)
-    demo.set_defaults(func=_demo)
-
 
 def _load_registry(spec: str | None) -> Any:
-    from .executor import load_registry
+    from . import load_registry
 
     if not spec:
         raise SettingsError("--jobs (or ZAPJOBS_JOBS) is required: module:registry")
@@ -171,8 +147,8 @@ def _load_registry(spec: str | None) -> Any:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from .migrations import apply_migrations
-    from .server import database_dsn
+    from ..db.embedded import database_dsn
+    from ..db.migrate import apply_migrations
     from .worker import WorkerOptions, run_worker
 
     settings = settings_from_args(args)
@@ -202,9 +178,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _enqueue(args: argparse.Namespace) -> int:
-    from .db import Database
-    from .executor import UnknownJobType, enqueue
-    from .server import database_dsn
+    from ..db import Database
+    from ..db.embedded import database_dsn
+    from . import UnknownJobType, enqueue
 
     settings = settings_from_args(args)
     configure_logging(settings.log_format, settings.log_level)
@@ -233,21 +209,4 @@ def _enqueue(args: argparse.Namespace) -> int:
         print(f"zapjobs-sse: error: {error}", file=sys.stderr)
         return 1
     print(run_id)
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    settings = settings_from_args(args)
-    configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(
-        run_demo(
-            settings,
-            rate=args.demo_rate,
-            concurrency=args.concurrency,
-            shutdown_timeout=args.shutdown_timeout,
-            retry_delay=args.retry_delay,
-        )
-    )
     return 0

@@ -17,12 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .app_keys import BRIDGE, BROKER, DATABASE, STATS
-from .db import DatabaseError
+from ...db import DatabaseError
+from ..keys import BRIDGE, BROKER, DATABASE, STATS
 
 __all__ = ["DELAY_BUCKETS", "METRICS", "Metrics", "metrics_endpoint"]
 
-log = structlog.get_logger("zapjobs_sse.metrics")
+log = structlog.get_logger("zapjobs_sse.server.http.metrics")
 
 PREFIX = "zapjobs_sse"
 

@@ -11,26 +11,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from .api import setup_api
-from .app_keys import BRIDGE, BROKER, DATABASE, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
-from .auth import authenticate, setup_auth
-from .bridge import Bridge
-from .broker import Broker
-from .db import Database, DatabaseError, DatabaseUnavailable
-from .errors import json_error
-from .health import health, ready
-from .limits import STREAM_LIMITER, StreamLimiter
-from .metrics import METRICS, Metrics, metrics_endpoint
-from .pages import setup_pages
-from .security import cors_preflight, setup_security
-from .settings import Settings
-from .stats import StatsCoalescer
-from .stream import stream_events
-from .workers import WorkerWatch
+from ..db import Database, DatabaseError, DatabaseUnavailable
+from ..settings import Settings
+from .http.api import setup_api
+from .http.auth import authenticate, setup_auth
+from .http.errors import json_error
+from .http.health import health, ready
+from .http.limits import STREAM_LIMITER, StreamLimiter
+from .http.metrics import METRICS, Metrics, metrics_endpoint
+from .http.pages import setup_pages
+from .http.security import cors_preflight, setup_security
+from .http.stream import stream_events
+from .keys import BRIDGE, BROKER, DATABASE, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
+from .live.bridge import Bridge
+from .live.broker import Broker
+from .live.stats import StatsCoalescer
+from .live.workers import WorkerWatch
 
 __all__ = ["create_app"]
 
-log = structlog.get_logger("zapjobs_sse.app")
+log = structlog.get_logger("zapjobs_sse.server.app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

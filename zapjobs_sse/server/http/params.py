@@ -9,8 +9,8 @@ from typing import Final
 
 from multidict import MultiMapping
 
-from .broker import TOPICS, StreamFilter
-from .cursors import CursorError, LogCursor
+from ...db.cursors import CursorError, LogCursor
+from ..live.broker import TOPICS, StreamFilter
 from .errors import bad_request
 
 __all__ = [

@@ -12,30 +12,19 @@ from contextlib import asynccontextmanager
 import structlog
 from aiohttp import web
 
+from ..db.embedded import database_dsn
+from ..db.migrate import apply_migrations
+from ..settings import Settings
 from .app import create_app
-from .embedded import embedded_postgres
-from .migrations import apply_migrations
-from .settings import Settings
 
 __all__ = [
-    "database_dsn",
     "freeze_startup_objects",
     "run_server",
     "serve_app",
     "wait_for_stop_signal",
 ]
 
-log = structlog.get_logger("zapjobs_sse.server")
-
-
-@asynccontextmanager
-async def database_dsn(settings: Settings) -> AsyncIterator[str]:
-    """The DSN to use: the configured one, libpq's defaults, or an embedded server's."""
-    if settings.uses_embedded_database():
-        async with embedded_postgres(settings.data_dir) as dsn:
-            yield dsn
-    else:
-        yield settings.dsn or ""
+log = structlog.get_logger("zapjobs_sse.server.run")
 
 
 async def wait_for_stop_signal() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "Listener",
     "Row",
     "connect",
+    "load_queries",
     "mask_dsn",
     "queries",
 ]
@@ -72,10 +73,10 @@ def mask_dsn(dsn: str) -> str:
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", dsn)
 
 
-def _load_queries() -> dict[str, str]:
-    """Every named query of every sql/*.sql file of the package."""
+def load_queries(package: str) -> Mapping[str, str]:
+    """Every named query of the sql/*.sql files of a package (`-- name: NAME --` headers)."""
     loaded: dict[str, str] = {}
-    folder = resources.files(__package__).joinpath("sql")
+    folder = resources.files(package).joinpath("sql")
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
         if not entry.name.endswith(".sql"):
             continue
@@ -87,7 +88,8 @@ def _load_queries() -> dict[str, str]:
     return loaded
 
 
-queries: Mapping[str, str] = _load_queries()
+# The server's questions (sql/queries.sql of this package).
+queries: Mapping[str, str] = load_queries(__package__ or "zapjobs_sse.db")
 
 
 def _translate(error: BaseException) -> DatabaseError:
@@ -210,13 +212,21 @@ class Database:
         except (TimeoutError, psycopg2.Error, OSError) as error:
             raise _translate(error) from error
 
+    async def execute(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[Row]:
+        """Run one statement on a pooled connection and return its rows as dicts."""
+        async with self._cursor(timeout) as cursor:
+            await cursor.execute(sql, params)
+            if cursor.description is None:
+                return []
+            return _rows(cursor, await cursor.fetchall())
+
     async def fetch(
         self, name: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> list[Row]:
         """Run the named query of sql/queries.sql and return its rows as dicts."""
-        async with self._cursor(timeout) as cursor:
-            await cursor.execute(queries[name], params)
-            return _rows(cursor, await cursor.fetchall())
+        return await self.execute(queries[name], params, timeout=timeout)
 
     async def fetch_one(
         self, name: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None

@@ -13,6 +13,20 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from ...assets import WEB_DIR
+from ...db import DatabaseError, DatabaseUnavailable
+from ...db.cursors import LogCursor
+from ..keys import CAN_SIGN_OUT, DATABASE, SETTINGS
+from ..live.wire import (
+    DEAD_LETTER_STATUSES,
+    LOG_LEVELS,
+    RUN_STATUSES,
+    dead_letter_wire,
+    job_wire,
+    log_wire,
+    run_summary_wire,
+    run_wire,
+)
 from .api import (
     RunFilter,
     chart_minutes,
@@ -23,22 +37,8 @@ from .api import (
     utc_now,
     workers_wire,
 )
-from .app_keys import CAN_SIGN_OUT, DATABASE, SETTINGS
-from .assets import WEB_DIR
-from .cursors import LogCursor
-from .db import DatabaseError, DatabaseUnavailable
 from .errors import not_found
 from .params import one, parse_cursor, parse_uuid
-from .wire import (
-    DEAD_LETTER_STATUSES,
-    LOG_LEVELS,
-    RUN_STATUSES,
-    dead_letter_wire,
-    job_wire,
-    log_wire,
-    run_summary_wire,
-    run_wire,
-)
 
 __all__ = [
     "CHART_HEIGHT",
@@ -50,7 +50,7 @@ __all__ = [
     "setup_pages",
 ]
 
-log = structlog.get_logger("zapjobs_sse.pages")
+log = structlog.get_logger("zapjobs_sse.server.http.pages")
 
 RECENT_RUNS = 15
 LOG_PAGE = 1000

@@ -11,11 +11,12 @@ from typing import Any
 
 import structlog
 
-from .db import Database, DatabaseError, DatabaseUnavailable
+from ..db import Database, DatabaseError, DatabaseUnavailable
+from .sql import SQL
 
 __all__ = ["RunJournal"]
 
-log = structlog.get_logger("zapjobs_sse.journal")
+log = structlog.get_logger("zapjobs_sse.executor.journal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ class RunJournal:
             "after": self._last_stamp,
         }
         try:
-            rows = await self._database.fetch("insert_logs", params)
+            rows = await self._database.execute(SQL["insert_logs"], params)
         except DatabaseUnavailable as error:
             if final:
                 log.warning(
@@ -151,8 +152,8 @@ class RunJournal:
     async def _write_progress(self, progress: tuple[int, int, str | None]) -> None:
         done, total, message = progress
         try:
-            await self._database.fetch(
-                "update_progress",
+            await self._database.execute(
+                SQL["update_progress"],
                 {
                     "id": self.run_id,
                     "worker_id": self._worker_id,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .bridge import Bridge
-from .broker import Broker
-from .db import Database
-from .settings import Settings
-from .stats import StatsCoalescer
-from .workers import WorkerWatch
+from ..db import Database
+from ..settings import Settings
+from .live.bridge import Bridge
+from .live.broker import Broker
+from .live.stats import StatsCoalescer
+from .live.workers import WorkerWatch
 
 __all__ = [
     "BRIDGE",

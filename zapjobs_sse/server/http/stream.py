@@ -13,17 +13,17 @@ from aiohttp.http import StreamWriter
 from aiohttp_sse import EventSourceResponse
 from multidict import CIMultiDict, istr
 
-from .app_keys import BROKER, DATABASE, SETTINGS
+from ...db import DatabaseError
+from ...db.cursors import LogCursor
+from ..keys import BROKER, DATABASE, SETTINGS
+from ..live.frames import comment_frame, retry_frame
 from .auth import ACCESS_ENDED, access_ended_frame, access_watch, identity_of
-from .cursors import LogCursor
-from .db import DatabaseError
-from .frames import comment_frame, retry_frame
 from .limits import STREAM_LIMITER
 from .params import StreamParams, header_last_event_id
 
 __all__ = ["stream_events"]
 
-log = structlog.get_logger("zapjobs_sse.stream")
+log = structlog.get_logger("zapjobs_sse.server.http.stream")
 
 
 # aiohttp-sse's headers, named with istr (see security.SECURITY_HEADERS for why).

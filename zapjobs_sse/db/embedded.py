@@ -11,9 +11,11 @@ from typing import Any
 
 import structlog
 
-__all__ = ["EmbeddedPostgres", "embedded_postgres"]
+from ..settings import Settings
 
-log = structlog.get_logger("zapjobs_sse.embedded")
+__all__ = ["EmbeddedPostgres", "database_dsn", "embedded_postgres"]
+
+log = structlog.get_logger("zapjobs_sse.db.embedded")
 
 
 class EmbeddedPostgres:
@@ -55,3 +57,13 @@ async def embedded_postgres(data_dir: str | Path) -> AsyncIterator[str]:
     finally:
         await asyncio.to_thread(server.stop)
         log.info("embedded_postgres_stopped")
+
+
+@asynccontextmanager
+async def database_dsn(settings: Settings) -> AsyncIterator[str]:
+    """The DSN to use: the configured one, libpq's defaults, or an embedded server's."""
+    if settings.uses_embedded_database():
+        async with embedded_postgres(settings.data_dir) as dsn:
+            yield dsn
+    else:
+        yield settings.dsn or ""

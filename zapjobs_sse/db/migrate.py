@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from .assets import MIGRATIONS_DIR
-from .db import Connection, DatabaseError, connect
+from ..assets import MIGRATIONS_DIR
+from . import Connection, DatabaseError, connect
 
 __all__ = ["Migration", "apply_migrations", "load_migrations"]
 
-log = structlog.get_logger("zapjobs_sse.migrations")
+log = structlog.get_logger("zapjobs_sse.db.migrate")
 
 # pg_try_advisory_lock key shared by every zapjobs-sse process ("zapjobs-sse" in ASCII, folded).
 LOCK_KEY = 0x7A6A_5353

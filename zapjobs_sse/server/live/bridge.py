@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from ...db import Database, DatabaseError, DatabaseUnavailable, Listener
+from ...db.cursors import LogCursor
 from .broker import JOB_TYPE, RUN, TOPIC, Broker
-from .cursors import LogCursor
-from .db import Database, DatabaseError, DatabaseUnavailable, Listener
 from .frames import dumps
 from .stats import StatsCoalescer
 from .wire import log_wire, run_summary_wire, run_wire
@@ -27,7 +27,7 @@ from .workers import WorkerWatch
 
 __all__ = ["Bridge", "ChangeSet"]
 
-log = structlog.get_logger("zapjobs_sse.bridge")
+log = structlog.get_logger("zapjobs_sse.server.live.bridge")
 
 LOG_PAGE = 1000
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeVar
 
-from .db import Database
+from ..db import Database
 from .journal import RunJournal
+from .sql import SQL
 
 __all__ = [
     "Job",
@@ -213,8 +214,8 @@ class JobRegistry:
         definitions = [job.definition for job in self]
         if not definitions:
             return
-        await database.fetch(
-            "upsert_definitions",
+        await database.execute(
+            SQL["upsert_definitions"],
             {
                 "job_type_ids": [d.job_type_id for d in definitions],
                 "display_names": [d.display_name[:255] for d in definitions],
@@ -256,7 +257,7 @@ class UnknownJobType(LookupError):
 
 
 async def known_job_types(database: Database) -> list[str]:
-    return [row["job_type_id"] for row in await database.fetch("known_job_types")]
+    return [row["job_type_id"] for row in await database.execute(SQL["known_job_types"])]
 
 
 async def enqueue(
@@ -274,8 +275,8 @@ async def enqueue(
     `run_id` lets the caller choose the id (a UUID) beforehand.
     """
     input_json = None if input is None else json.dumps(input)
-    rows = await database.fetch(
-        "enqueue_run",
+    rows = await database.execute(
+        SQL["enqueue_run"],
         {
             "id": run_id or str(uuid.uuid4()),
             "job_type": job_type,

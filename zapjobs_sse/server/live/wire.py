@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .cursors import LogCursor
+from ...db.cursors import LogCursor
 
 __all__ = [
     "DEAD_LETTER_STATUSES",

@@ -17,7 +17,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from .cursors import LogCursor
+from ...db.cursors import LogCursor
 from .frames import dumps, event_frame
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "Subscription",
 ]
 
-log = structlog.get_logger("zapjobs_sse.broker")
+log = structlog.get_logger("zapjobs_sse.server.live.broker")
 
 TOPICS: Final = frozenset({"stats", "runs", "workers"})
 

@@ -13,12 +13,12 @@ import asyncio
 import structlog
 from aiohttp import web
 
-from .app_keys import BRIDGE, DATABASE, SETTINGS
-from .db import DatabaseError
+from ...db import DatabaseError
+from ..keys import BRIDGE, DATABASE, SETTINGS
 
 __all__ = ["READY_DATABASE_TIMEOUT", "health", "ready"]
 
-log = structlog.get_logger("zapjobs_sse.health")
+log = structlog.get_logger("zapjobs_sse.server.http.health")
 
 # A probe has its own timeout (Kubernetes: 1 s by default); answer before it.
 READY_DATABASE_TIMEOUT = 0.8

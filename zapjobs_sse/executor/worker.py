@@ -29,13 +29,14 @@ from typing import Any
 
 import structlog
 
-from .db import Database, DatabaseError, DatabaseUnavailable, Row
-from .executor import Job, JobContext, JobRegistry, LogLevel
+from ..db import Database, DatabaseError, DatabaseUnavailable, Row
+from . import Job, JobContext, JobRegistry, LogLevel
 from .journal import RunJournal
+from .sql import SQL
 
 __all__ = ["Worker", "WorkerOptions", "run_worker"]
 
-log = structlog.get_logger("zapjobs_sse.worker")
+log = structlog.get_logger("zapjobs_sse.executor.worker")
 
 RUNNING, COMPLETED, FAILED, CANCELLED = 2, 3, 4, 5
 # Seconds a stopped job (timeout, cancel, shutdown) gets to unwind before it is abandoned.
@@ -249,8 +250,8 @@ class Worker:
             free = self.options.concurrency - len(self._active)
             if free > 0:
                 try:
-                    rows = await self._database.fetch(
-                        "claim_runs",
+                    rows = await self._database.execute(
+                        SQL["claim_runs"],
                         {
                             "worker_id": self.worker_id,
                             "job_types": self.registry.job_types,
@@ -481,12 +482,12 @@ class Worker:
         delay = 0.5
         for _ in range(6):
             try:
-                return await self._database.fetch(name, params)
+                return await self._database.execute(SQL[name], params)
             except DatabaseUnavailable as error:
                 log.warning("record_retrying", statement=name, error=str(error))
                 await asyncio.sleep(delay)
                 delay *= 2
-        return await self._database.fetch(name, params)
+        return await self._database.execute(SQL[name], params)
 
     def _retry_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: retry_delay, 2x, 4x ... up to retry_max_delay."""
@@ -498,8 +499,8 @@ class Worker:
     async def _heartbeat(self) -> None:
         assert self._database is not None
         current = next(reversed(self._active.values()), None) if self._active else None
-        await self._database.fetch(
-            "upsert_heartbeat",
+        await self._database.execute(
+            SQL["upsert_heartbeat"],
             {
                 "worker_id": self.worker_id,
                 "hostname": socket.gethostname()[:255],
@@ -518,19 +519,19 @@ class Worker:
         await self._heartbeat()
         if self._last_runs:
             last_runs, self._last_runs = self._last_runs, {}
-            await self._database.fetch(
-                "record_last_runs",
+            await self._database.execute(
+                SQL["record_last_runs"],
                 {
                     "job_type_ids": list(last_runs),
                     "ats": [at for at, _ in last_runs.values()],
                     "statuses": [status for _, status in last_runs.values()],
                 },
             )
-        for row in await self._database.fetch(
-            "recover_stale_runs", {"stale_after": self.options.stale_after}
+        for row in await self._database.execute(
+            SQL["recover_stale_runs"], {"stale_after": self.options.stale_after}
         ):
             log.warning("run_recovered", run_id=row["id"], outcome=row["outcome"])
-        for row in await self._database.fetch("forget_old_workers"):
+        for row in await self._database.execute(SQL["forget_old_workers"]):
             log.info("worker_forgotten", worker_id=row["worker_id"])
 
     async def _watch(self) -> None:
@@ -539,7 +540,7 @@ class Worker:
             return
         owners = {
             row["id"]: row
-            for row in await self._database.fetch("run_owners", {"ids": list(self._active)})
+            for row in await self._database.execute(SQL["run_owners"], {"ids": list(self._active)})
         }
         for run_id, active in list(self._active.items()):
             row = owners.get(run_id)

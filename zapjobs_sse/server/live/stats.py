@@ -8,14 +8,14 @@ from typing import Any
 
 import structlog
 
+from ...db import Database, DatabaseError
 from .broker import TOPIC, Broker
-from .db import Database, DatabaseError
 from .frames import dumps
 from .wire import stats_wire
 
 __all__ = ["StatsCoalescer"]
 
-log = structlog.get_logger("zapjobs_sse.stats")
+log = structlog.get_logger("zapjobs_sse.server.live.stats")
 
 
 class StatsCoalescer:

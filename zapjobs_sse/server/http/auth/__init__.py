@@ -32,11 +32,11 @@ import aiohttp_jinja2
 import structlog
 from aiohttp import web
 
-from .api import utc_now
-from .app_keys import CAN_SIGN_OUT, PUBLIC_PATHS, SETTINGS
-from .errors import answered, json_error
-from .pages import format_time
-from .settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
+from ....settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
+from ...keys import CAN_SIGN_OUT, PUBLIC_PATHS, SETTINGS
+from ..api import utc_now
+from ..errors import answered, json_error
+from ..pages import format_time
 
 __all__ = [
     "ACCESS_ENDED",
@@ -57,7 +57,7 @@ __all__ = [
     "setup_auth",
 ]
 
-log = structlog.get_logger("zapjobs_sse.auth")
+log = structlog.get_logger("zapjobs_sse.server.http.auth")
 
 SESSION_COOKIE: Final = "zapjobs_session"
 # Why a stream ended because its credentials stopped holding (Subscription.close_reason).

@@ -10,13 +10,11 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from .app_keys import BRIDGE, DATABASE, SETTINGS, STATS
-from .assets import WEB_DIR
-from .cursors import CursorError, LogCursor
-from .db import Database, RunPageKey
-from .errors import bad_request, not_found
-from .params import one, parse_cursor, parse_limit, parse_uuid
-from .wire import (
+from ...assets import WEB_DIR
+from ...db import Database, RunPageKey
+from ...db.cursors import CursorError, LogCursor
+from ..keys import BRIDGE, DATABASE, SETTINGS, STATS
+from ..live.wire import (
     DEAD_LETTER_STATUSES,
     LOG_LEVELS,
     RUN_STATUSES,
@@ -31,6 +29,8 @@ from .wire import (
     worker_state,
     worker_wire,
 )
+from .errors import bad_request, not_found
+from .params import one, parse_cursor, parse_limit, parse_uuid
 
 __all__ = [
     "DEFAULT_PAGE",

@@ -1,0 +1,32 @@
+"""The database port: the only package that talks to PostgreSQL (aiopg / psycopg2).
+
+Everything above it (the server's bridge, stats, API and pages; the executor) calls the
+typed methods here and gets plain dicts back; no other package imports the driver.
+"""
+
+from .cursors import CursorError, LogCursor
+from .database import (
+    Connection,
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    Listener,
+    Row,
+    RunPageKey,
+    connect,
+    mask_dsn,
+)
+
+__all__ = [
+    "Connection",
+    "CursorError",
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "Listener",
+    "LogCursor",
+    "Row",
+    "RunPageKey",
+    "connect",
+    "mask_dsn",
+]

@@ -1,0 +1,1 @@
+"""The dashboard server: its live core (live/) and its HTTP surface (http/)."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: event stream, JSON API, pages, authentication, probes."""

@@ -1,0 +1,1 @@
+"""The live core: changes in from PostgreSQL, events out to the streams."""
