@@ -6,6 +6,7 @@ typed methods here and gets plain dicts back; no other package imports the drive
 
 from .cursors import CursorError, LogCursor
 from .database import (
+    LOG_PAGE,
     Connection,
     Database,
     DatabaseError,
@@ -18,6 +19,7 @@ from .database import (
 )
 
 __all__ = [
+    "LOG_PAGE",
     "Connection",
     "CursorError",
     "Database",

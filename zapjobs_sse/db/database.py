@@ -25,6 +25,7 @@ import psycopg2.extensions
 from .cursors import LogCursor
 
 __all__ = [
+    "LOG_PAGE",
     "Connection",
     "Database",
     "DatabaseError",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 Row = dict[str, Any]
+# Log lines read in one statement (pages, API, the bridge's catch-up).
+LOG_PAGE = 1000
 CHANNEL = "zapjobs_sse"
 # pg_stat_activity.application_name of the LISTEN connection, for operators.
 LISTENER_NAME = "zapjobs-sse-listener"

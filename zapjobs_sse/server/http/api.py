@@ -11,7 +11,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from ...assets import WEB_DIR
-from ...db import Database, RunPageKey
+from ...db import LOG_PAGE, Database, RunPageKey
 from ...db.cursors import CursorError, LogCursor
 from ..keys import BRIDGE, DATABASE, SETTINGS, STATS
 from ..live.wire import (
@@ -51,7 +51,6 @@ __all__ = [
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-LOG_PAGE = 1000
 MAX_LOG_PAGE = 5000
 OPENAPI_FILE = WEB_DIR / "static" / "openapi.json"
 

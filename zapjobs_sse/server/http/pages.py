@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from ...assets import WEB_DIR
-from ...db import DatabaseError, DatabaseUnavailable
+from ...db import LOG_PAGE, DatabaseError, DatabaseUnavailable
 from ...db.cursors import LogCursor
 from ..keys import CAN_SIGN_OUT, DATABASE, SETTINGS
 from ..live.wire import (
@@ -53,7 +53,6 @@ __all__ = [
 log = structlog.get_logger("zapjobs_sse.server.http.pages")
 
 RECENT_RUNS = 15
-LOG_PAGE = 1000
 CHART_HEIGHT = 120
 CHART_BAR = 10
 

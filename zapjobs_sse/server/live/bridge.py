@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ...db import Database, DatabaseError, DatabaseUnavailable, Listener
+from ...db import LOG_PAGE, Database, DatabaseError, DatabaseUnavailable, Listener
 from ...db.cursors import LogCursor
 from .broker import JOB_TYPE, RUN, TOPIC, Broker
 from .frames import dumps
@@ -28,8 +28,6 @@ from .workers import WorkerWatch
 __all__ = ["Bridge", "ChangeSet"]
 
 log = structlog.get_logger("zapjobs_sse.server.live.bridge")
-
-LOG_PAGE = 1000
 
 
 @dataclass(slots=True)
