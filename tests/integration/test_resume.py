@@ -128,3 +128,61 @@ async def test_resume_replays_exactly_the_missed_events(
         assert [e.json()["id"] for e in events] == missed
         assert first not in [e.json()["id"] for e in events]
         assert not resumed.named("resync")
+
+
+async def test_a_run_stream_resumes_from_its_first_run_event_with_the_lines_it_missed(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    # The run changes the moment the stream opens, so that its first RunDetailUpdated
+    # is published while the stream is still starting: resuming from that event must
+    # replay the lines committed meanwhile, not resync. Timing dependent: tried 8 times.
+    for attempt in range(8):
+        run_id = await writer.insert_run(status=0)
+        url = server.path(f"events?run={run_id}&topics=")
+        async with sse_connect(http, url) as client:
+            await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (run_id,))
+            await client.wait_named("RunDetailUpdated")
+        last_id = client.named("RunDetailUpdated")[-1].id
+        assert last_id is not None
+        await writer.insert_logs(run_id, [f"missed {attempt}.{i}" for i in range(3)])
+        await asyncio.sleep(0.5)
+        async with sse_connect(http, url, {"Last-Event-ID": last_id}) as resumed:
+            lines = await resumed.wait_named("LogAdded", 3)
+            assert not resumed.named("resync"), f"attempt {attempt}: {resumed.events[0].data}"
+            assert [line.json()["message"] for line in lines] == [
+                f"missed {attempt}.{i}" for i in range(3)
+            ]
+
+
+def _ids(client: SSEClient) -> list[tuple[int, str]]:
+    return [(int(event.id.rpartition("-")[2]), event.name) for event in client.events if event.id]
+
+
+async def test_every_id_of_a_resumed_stream_is_unique_and_increasing(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    async with sse_connect(http, server.path("events")) as client:
+        await client.wait_named("StatsUpdated")
+        await writer.insert_run()
+        await client.wait_named("StatsUpdated", 2)  # the figures changed: a new event
+    last_id = client.events[0].id  # the stats sent on connect
+    assert last_id is not None
+    async with sse_connect(http, server.path("events"), {"Last-Event-ID": last_id}) as resumed:
+        await resumed.wait_named("JobRunUpdated")
+        await resumed.wait_named("StatsUpdated")
+        await asyncio.sleep(0.3)  # anything else the server would send at once
+    seqs = [seq for seq, _ in _ids(resumed)]
+    assert seqs == sorted(set(seqs)), _ids(resumed)
+    assert len(resumed.named("StatsUpdated")) == 1, _ids(resumed)
+    assert not resumed.named("resync")
+
+
+async def test_resync_and_the_stats_after_it_carry_their_own_ids(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    async with sse_connect(http, server.path("events"), {"Last-Event-ID": "garbage"}) as client:
+        await client.wait_named("StatsUpdated")
+    names = [name for _, name in _ids(client)]
+    assert names[:2] == ["resync", "StatsUpdated"]
+    seqs = [seq for seq, _ in _ids(client)]
+    assert seqs == sorted(set(seqs)), _ids(client)

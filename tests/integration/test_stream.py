@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 import uuid
 
@@ -13,6 +14,7 @@ import yarl
 
 from tests.conftest import RunningServer, make_settings
 from tests.support import SSEEvent, Writer, sse_connect
+from zapjobs_sse.db import LogCursor
 from zapjobs_sse.server.run import serve_app
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -175,6 +177,55 @@ async def test_logs_after_replays_stored_lines_then_streams_live(
         events = await resumed.wait_named("LogAdded", len(rows) - 5 + 1)
         got = [e.json()["message"] for e in events]
         assert got == [r[0] for r in rows[5:]] + ["live"]
+
+
+async def test_a_viewer_that_joins_behind_a_followed_run_gets_each_line_once_in_order(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    # One viewer follows the run live; others join, while lines keep coming, from an
+    # older cursor (the page they rendered) or from none: each ends with the table.
+    run_id = await writer.insert_run("email", status=2)
+    await writer.insert_logs(run_id, [f"old {i}" for i in range(50)])
+    rows = await writer.execute(
+        "SELECT timestamp, id::text FROM zapjobs.logs WHERE run_id = %s ORDER BY 1, 2",
+        (run_id,),
+    )
+    tenth = str(LogCursor(rows[9][0], rows[9][1]))
+    base = f"events?run={run_id}&topics="
+
+    async def write() -> None:
+        for n in range(40):
+            await writer.insert_logs(run_id, [f"new {n}.{i}" for i in range(5)])
+            await asyncio.sleep(0.005)
+
+    async with (
+        sse_connect(http, server.path(base)) as first,
+        contextlib.AsyncExitStack() as joined,
+    ):
+        writing = asyncio.create_task(write())
+        behind = []
+        for _ in range(4):
+            await asyncio.sleep(0.02)
+            behind.append(
+                await joined.enter_async_context(
+                    sse_connect(http, server.path(f"{base}&logs_after={tenth}"))
+                )
+            )
+        await writing
+        stored = await writer.execute(
+            "SELECT message FROM zapjobs.logs WHERE run_id = %s ORDER BY timestamp, id",
+            (run_id,),
+        )
+        messages = [row[0] for row in stored]
+        await first.wait_named("LogAdded", 200, timeout=10)
+        for client in behind:
+            await client.wait_named("LogAdded", len(messages) - 10, timeout=10)
+        await asyncio.sleep(0.3)  # nothing more may come
+        assert [e.json()["message"] for e in first.named("LogAdded")] == messages[50:]
+        for client in behind:
+            assert [e.json()["message"] for e in client.named("LogAdded")] == messages[10:]
+            seqs = [int((e.id or "").rpartition("-")[2]) for e in client.events]
+            assert seqs == sorted(set(seqs))
 
 
 async def test_noop_update_sends_nothing(

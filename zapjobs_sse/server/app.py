@@ -22,9 +22,10 @@ from .http.metrics import METRICS, Metrics, metrics_endpoint
 from .http.pages import setup_pages
 from .http.security import cors_preflight, setup_security
 from .http.stream import stream_events
-from .keys import BRIDGE, BROKER, DATABASE, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
+from .keys import BRIDGE, BROKER, DATABASE, LOGS, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
 from .live.bridge import Bridge
 from .live.broker import Broker
+from .live.logs import LogFollowing
 from .live.stats import StatsCoalescer
 from .live.workers import WorkerWatch
 
@@ -92,10 +93,12 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         exact_limit=settings.stats_exact_limit,
     )
     workers = app[WORKERS] = WorkerWatch(broker, settings.worker_stale_after)
+    following = app[LOGS] = LogFollowing(broker, database)
     bridge = app[BRIDGE] = Bridge(
         settings.dsn or "",
         database,
         broker,
+        following,
         stats,
         workers,
         check_interval=settings.db_check_interval,

@@ -8,6 +8,7 @@ from ..db import Database
 from ..settings import Settings
 from .live.bridge import Bridge
 from .live.broker import Broker
+from .live.logs import LogFollowing
 from .live.stats import StatsCoalescer
 from .live.workers import WorkerWatch
 
@@ -17,6 +18,7 @@ __all__ = [
     "CAN_SIGN_OUT",
     "DATABASE",
     "DSN",
+    "LOGS",
     "PUBLIC_PATHS",
     "SETTINGS",
     "STATS",
@@ -28,6 +30,7 @@ DSN = web.AppKey("dsn", str)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)
+LOGS = web.AppKey("logs", LogFollowing)
 STATS = web.AppKey("stats", StatsCoalescer)
 WORKERS = web.AppKey("workers", WorkerWatch)
 # Set on requests that a session cookie signed in: the pages then offer "Sign out".

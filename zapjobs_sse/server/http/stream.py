@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -14,9 +15,9 @@ from aiohttp_sse import EventSourceResponse
 from multidict import CIMultiDict, istr
 
 from ...db import DatabaseError
-from ...db.cursors import LogCursor
-from ..keys import BROKER, DATABASE, SETTINGS
+from ..keys import BROKER, DATABASE, LOGS, SETTINGS
 from ..live.frames import comment_frame, retry_frame
+from ..live.streams import close_stream, open_stream
 from .auth import ACCESS_ENDED, access_ended_frame, access_watch, identity_of
 from .limits import STREAM_LIMITER
 from .params import StreamParams, header_last_event_id
@@ -83,8 +84,6 @@ class _SocketSink:
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """Stream the events the query asks for, until the client or the server goes away."""
     settings = request.app[SETTINGS]
-    broker = request.app[BROKER]
-    database = request.app[DATABASE]
     params = StreamParams.parse(request.query, settings.max_filters)
     last_event_id = header_last_event_id(request.headers) or params.last_event_id
 
@@ -92,14 +91,38 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     # The credentials are checked again at every wake-up (at least every heartbeat).
     access_ended = access_watch(request)
     slot = request.app[STREAM_LIMITER].acquire(identity)  # 429 when too many are open
-    sub = broker.subscribe(params.filter, last_event_id, identity=identity)
+    try:
+        return await _stream(request, params, last_event_id, identity, access_ended)
+    finally:
+        slot.release()
+
+
+async def _stream(
+    request: web.Request,
+    params: StreamParams,
+    last_event_id: str | None,
+    identity: str,
+    access_ended: Callable[[], str | None],
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    broker, following = request.app[BROKER], request.app[LOGS]
+    try:
+        sub = await open_stream(
+            broker,
+            following,
+            request.app[DATABASE],
+            params.filter,
+            last_event_id=last_event_id,
+            logs_after=params.logs_after,
+            identity=identity,
+        )
+    except DatabaseError as error:
+        log.warning("stream_start_failed", error=str(error))
+        raise web.HTTPServiceUnavailable(
+            text='{"error": "database unavailable"}', content_type="application/json"
+        ) from None
     response = _EventStream()
     try:
-        if not sub.resumed and params.filter.runs:
-            starts: dict[str, LogCursor] = {}
-            for run in params.filter.runs:
-                starts[run] = params.logs_after or await database.log_tail(run)
-            broker.request_logs(sub, starts)
         writer = await response.prepare(request)
         transport = request.transport
         if transport is not None:
@@ -129,19 +152,13 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         elif sub.close_reason in ACCESS_ENDED:
             await response.write(access_ended_frame(request, sub.close_reason))
         log.info("stream_closed", reason=sub.close_reason)
-    except DatabaseError as error:
-        log.warning("stream_start_failed", error=str(error))
-        raise web.HTTPServiceUnavailable(
-            text='{"error": "database unavailable"}', content_type="application/json"
-        ) from None
     except ConnectionResetError:
         log.info("stream_client_gone", reason=sub.close_reason or "disconnected")
     except asyncio.CancelledError:
         log.info("stream_client_gone", reason=sub.close_reason or "disconnected")
         raise
     finally:
-        broker.unsubscribe(sub)
-        slot.release()
+        close_stream(broker, following, sub)
         if sub.close_reason == "overflow":
             log.info("stream_evicted", reason="overflow")
     return response

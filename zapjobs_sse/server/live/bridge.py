@@ -1,7 +1,8 @@
 """The LISTEN bridge: notifications in, rows read by key, events handed to the broker.
 
 A notification only says what changed; the bridge reads what it is now (runs and
-workers by id, log lines by cursor and only for runs that somebody streams). It owns
+workers by id; log lines, through LogFollowing, by cursor and only for runs that
+somebody streams). It owns
 the process's one LISTEN connection, checks it when it falls silent, and after any
 break reconnects with backoff and jitter and tells every stream to resync.
 """
@@ -17,12 +18,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ...db import LOG_PAGE, Database, DatabaseError, DatabaseUnavailable, Listener
-from ...db.cursors import LogCursor
+from ...db import Database, DatabaseError, DatabaseUnavailable, Listener
 from .broker import JOB_TYPE, RUN, TOPIC, Broker
 from .frames import dumps
+from .logs import LogFollowing
 from .stats import StatsCoalescer
-from .wire import log_wire, run_summary_wire, run_wire
+from .wire import run_summary_wire, run_wire
 from .workers import WorkerWatch
 
 __all__ = ["Bridge", "ChangeSet"]
@@ -77,6 +78,7 @@ class Bridge:
         dsn: str,
         database: Database,
         broker: Broker,
+        following: LogFollowing,
         stats: StatsCoalescer,
         workers: WorkerWatch,
         *,
@@ -89,6 +91,7 @@ class Bridge:
         self._dsn = dsn
         self._database = database
         self._broker = broker
+        self._following = following
         self._stats = stats
         self._workers = workers
         self._check_interval = check_interval
@@ -99,7 +102,6 @@ class Bridge:
         self._queue_warned_at = -60.0
         self.queue_usage = 0.0
         self._listener: Listener | None = None
-        self._log_cursors: dict[str, LogCursor] = {}
         self.listening = asyncio.Event()
         self.reconnects = 0
         self.notifications = 0
@@ -139,7 +141,7 @@ class Bridge:
                 await self._listener.close()
                 self._listener = None
             self.reconnects += 1
-            self._broker.untrack_runs()
+            self._following.lost()
             await asyncio.sleep(self._backoff(1))
 
     def _backoff(self, attempt: int) -> float:
@@ -153,27 +155,27 @@ class Bridge:
         self._stats.mark_dirty()
         if resync:
             self._broker.resync_all("database_reconnected")
-            await self._read_logs(self._broker.watched_runs(), {})
+            await self._following.read(self._following.runs())
 
     async def _listen(self) -> None:
         assert self._listener is not None
         listener = self._listener
-        requests_ready = self._broker.log_requests_ready
-        # The batch task is never cancelled while it may hold notifications: when a
-        # log request wakes us first, the same task is awaited again next time.
+        wanted = self._following.wanted
+        # The batch task is never cancelled while it may hold notifications: when a run
+        # to read (LogFollowing.wanted) wakes us first, the same task is awaited again.
         batch_task: asyncio.Future[list[str] | None] | None = None
         last_check = time.monotonic()
         try:
             while True:
                 if batch_task is None:
                     batch_task = asyncio.ensure_future(listener.next_batch(self._check_interval))
-                requests_task = asyncio.ensure_future(requests_ready.wait())
+                wanted_task = asyncio.ensure_future(wanted.wait())
                 try:
                     await asyncio.wait(
-                        (batch_task, requests_task), return_when=asyncio.FIRST_COMPLETED
+                        (batch_task, wanted_task), return_when=asyncio.FIRST_COMPLETED
                     )
                 finally:
-                    requests_task.cancel()
+                    wanted_task.cancel()
                 payloads: list[str] = []
                 if batch_task.done():
                     finished, batch_task = batch_task, None
@@ -184,7 +186,7 @@ class Bridge:
                     if batch is None or time.monotonic() - last_check >= self._check_interval:
                         self._note_queue_usage(await listener.check(self._check_timeout))
                         last_check = time.monotonic()
-                if payloads or requests_ready.is_set():
+                if payloads or wanted.is_set():
                     self.notifications += len(payloads)
                     await self.apply(ChangeSet.decode(payloads))
         finally:
@@ -204,10 +206,8 @@ class Bridge:
         """Read what the changes name and publish the events (one batch)."""
         if changes.undecodable:
             log.warning("bridge_undecodable_notifications", count=changes.undecodable)
-        requests = self._broker.take_log_requests()
-        watched = self._broker.watched_runs()
         try:
-            await self._read_logs((changes.log_runs & watched) | set(requests), requests)
+            await self._following.read(changes.log_runs)
             if changes.runs:
                 self._publish_runs(await self._database.runs_by_ids(sorted(changes.runs)))
             if changes.workers:
@@ -222,33 +222,10 @@ class Bridge:
             self._workers.gone(changes.workers_gone)
         if changes.stats:
             self._stats.mark_dirty()
-        for run in set(self._log_cursors) - watched:
-            del self._log_cursors[run]
         if self._on_delay is not None and changes.written_at:
             now = time.time()
             for written_at in changes.written_at:
                 self._on_delay(now - written_at)
-
-    async def _read_logs(self, runs: set[str], requests: dict[str, LogCursor]) -> None:
-        for run in sorted(runs):
-            start = self._log_cursors.get(run)
-            requested = requests.get(run)
-            if requested is not None:
-                start = requested if start is None else min(start, requested)
-            if start is None:
-                start = self._broker.earliest_log_cursor(run)
-            if start is None:
-                continue  # no stream of this run has a start yet; its request will come
-            self._broker.mark_run_tracked(run)
-            while True:
-                rows = await self._database.logs_after(run, start, limit=LOG_PAGE)
-                for row in rows:
-                    line = log_wire(row)
-                    start = LogCursor(row["timestamp"], row["id"])
-                    self._broker.publish("LogAdded", dumps(line), (RUN, run), start)
-                self._log_cursors[run] = max(start, self._log_cursors.get(run, start))
-                if len(rows) < LOG_PAGE:
-                    break
 
     def _publish_runs(self, rows: list[dict[str, object]]) -> None:
         # Published whether or not anybody listens right now: the replay ring must hold

@@ -4,6 +4,11 @@ Each event is encoded to bytes once (frames.py) and the same bytes are appended 
 the buffer of every subscription that wants it. A subscription's buffer is bounded:
 a client that stops reading is disconnected when it overflows, and comes back with
 Last-Event-ID (replayed from the ring when possible, `resync` otherwise).
+
+Every frame a stream receives has its own id, increasing: events of the ring carry
+their sequence number, and frames meant for one stream alone (its resync, the current
+stats on connect, a log catch-up) take the next number without entering the ring.
+What follows the run logs lives in logs.py; the broker knows no event by name.
 """
 
 from __future__ import annotations
@@ -11,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import structlog
 
-from ...db.cursors import LogCursor
 from .frames import dumps, event_frame
 
 __all__ = [
@@ -48,7 +52,7 @@ FLUSH_GAP: Final = 0.5
 
 @dataclass(frozen=True, slots=True)
 class StreamFilter:
-    """What one stream asked for (DESIGN section 3)."""
+    """What one stream asked for (README, "Events": topics, run=, job_type=)."""
 
     topics: frozenset[str] = TOPICS
     runs: frozenset[str] = frozenset()
@@ -71,7 +75,18 @@ class Event:
     name: str
     frame: bytes
     audience: Audience
-    log_cursor: LogCursor | None = None
+    # The publisher's position of the event in its own sequence (a log line's cursor),
+    # for the publisher's replay checks; the broker never reads it.
+    key: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The current state of a topic (the stats): what a stream gets on connect."""
+
+    seq: int
+    name: str
+    data: str
 
 
 class Sink(Protocol):
@@ -84,21 +99,13 @@ class Sink(Protocol):
     def write(self, data: bytes) -> None: ...
 
 
-class _Waiting:
-    """Marker: this subscription's log lines for a run are not flowing yet."""
-
-    def __init__(self, start: LogCursor | None) -> None:
-        self.start = start
-
-
 class Subscription:
-    """One connected stream: its filter, its bounded buffer of unsent frames, its log cursors."""
+    """One connected stream: its filter and its bounded buffer of unsent frames."""
 
     __slots__ = (
         "_abort",
         "_deadline",
         "_limit",
-        "_log_state",
         "_pending",
         "_pending_bytes",
         "_schedule",
@@ -109,7 +116,8 @@ class Subscription:
         "close_reason",
         "filter",
         "identity",
-        "resumed",
+        "registered",
+        "resumed_after",
     )
 
     def __init__(
@@ -130,14 +138,19 @@ class Subscription:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self.close_reason: str | None = None
-        # Per run: the cursor of the last line delivered (None: none yet), or _Waiting.
-        self._log_state: dict[str, LogCursor | _Waiting | None] = {}
         self._abort: Callable[[], None] | None = None
         # The broker's flush: pushes are written out in one pass per burst.
         self._schedule = schedule
         self._scheduled = False
         self._sink: Sink | None = None
-        self.resumed = False
+        # The last event id the stream resumed after (None: it did not resume).
+        self.resumed_after: int | None = None
+        # Receiving the events of its filter (see Broker.register).
+        self.registered = False
+
+    @property
+    def resumed(self) -> bool:
+        return self.resumed_after is not None
 
     @property
     def closed(self) -> bool:
@@ -187,18 +200,6 @@ class Subscription:
             if not waiter.done():
                 waiter.set_result(result)
 
-    def deliver(self, event: Event) -> None:
-        """Queue an event's frame; log lines pass only in order and only once."""
-        if event.log_cursor is not None:
-            run = event.audience[1]
-            state = self._log_state.get(run)
-            if isinstance(state, _Waiting):
-                return  # the bridge re-reads these lines from this stream's start cursor
-            if state is not None and event.log_cursor <= state:
-                return
-            self._log_state[run] = event.log_cursor
-        self.push(event.frame)
-
     def take(self) -> bytes:
         """Everything queued so far, as one write."""
         data = b"".join(self._pending)
@@ -247,134 +248,113 @@ class Subscription:
             self._abort()
 
 
-@dataclass(slots=True)
-class _RunWatch:
-    """A run somebody streams the log of."""
-
-    subscribers: set[Subscription] = field(default_factory=set)
-    tracked_since: int | None = None  # seq from which the bridge published every line
-    linger: asyncio.TimerHandle | None = None
-
-
 class Broker:
     """Fan-out hub of one server process."""
 
-    def __init__(
-        self,
-        *,
-        replay_events: int = 10000,
-        client_buffer_bytes: int = 1 << 20,
-        run_linger: float = 30.0,
-    ) -> None:
+    def __init__(self, *, replay_events: int = 10000, client_buffer_bytes: int = 1 << 20) -> None:
         self.epoch = secrets.token_hex(4)
         self.seq = 0
         self._ring: deque[Event] = deque(maxlen=replay_events)
+        # The seq of the newest event that fell out of the ring (0: none yet).
+        self.evicted = 0
         self._client_buffer_bytes = client_buffer_bytes
-        self._run_linger = run_linger
         self._subscriptions: set[Subscription] = set()
         self._by_topic: dict[str, set[Subscription]] = {topic: set() for topic in TOPICS}
         self._by_job_type: dict[str, set[Subscription]] = {}
-        self._runs: dict[str, _RunWatch] = {}
-        self._log_requests: dict[str, LogCursor] = {}
-        self.log_requests_ready = asyncio.Event()
-        self.latest_stats: str | None = None
+        self._by_run: dict[str, set[Subscription]] = {}
+        self._snapshots: dict[str, _Snapshot] = {}
         self.counters: dict[str, int] = {}
         self._dirty: list[Subscription] = []
         self._flush_handle: asyncio.Handle | None = None
         self._next_flush = 0.0
 
-    # -- subscribing ---------------------------------------------------------------
+    # -- opening a stream ----------------------------------------------------------
 
     def event_id(self, seq: int) -> str:
         return f"{self.epoch}-{seq}"
 
-    def _resumable(self, last_event_id: str, stream_filter: StreamFilter) -> tuple[bool, str]:
-        epoch, dash, seq_text = last_event_id.partition("-")
-        if not dash or epoch != self.epoch or not seq_text.isdigit():
-            return False, "unknown_last_event_id"
-        last = int(seq_text)
-        oldest = self._ring[0].seq if self._ring else self.seq + 1
-        if last > self.seq:
-            return False, "unknown_last_event_id"
-        if last < oldest - 1:
-            return False, "replay_window_exceeded"
-        for run in stream_filter.runs:
-            watch = self._runs.get(run)
-            if watch is None or watch.tracked_since is None or watch.tracked_since > last:
-                return False, "log_history_not_kept"
-        return True, ""
-
-    def subscribe(
-        self, stream_filter: StreamFilter, last_event_id: str | None, identity: str = ""
-    ) -> Subscription:
-        """Register a stream and queue its first frames: resync or replay, then the stats.
-
-        Log lines of its runs do not flow until `request_logs` gives their start, unless
-        the stream resumed from the ring (which then already holds them).
-        """
+    def open(self, stream_filter: StreamFilter, identity: str = "") -> Subscription:
+        """A new stream, known for shutdown but receiving nothing until `register`."""
         sub = Subscription(stream_filter, self._client_buffer_bytes, identity, self._schedule)
-        head_id = self.event_id(self.seq)
-        if last_event_id is not None:
-            resumable, reason = self._resumable(last_event_id, stream_filter)
-            if resumable:
-                last = int(last_event_id.rpartition("-")[2])
-                sub.resumed = True
-                for run in stream_filter.runs:
-                    sub._log_state[run] = None
-                for event in self._ring:
-                    if event.seq > last and stream_filter.accepts(event.audience):
-                        sub.deliver(event)
-            else:
-                sub.push(event_frame(head_id, "resync", dumps({"reason": reason})))
-                self._count("resyncs_sent")
-        for run in stream_filter.runs:
-            sub._log_state.setdefault(run, _Waiting(None))
-        # The stats come after any replay: their id is the head, so a client cut off
-        # right after them must not skip the replayed events.
-        if "stats" in stream_filter.topics and self.latest_stats is not None:
-            sub.push(event_frame(head_id, "StatsUpdated", self.latest_stats))
-        self._register(sub)
+        self._subscriptions.add(sub)
         return sub
 
-    def request_logs(self, sub: Subscription, starts: Mapping[str, LogCursor]) -> None:
-        """Ask the bridge to (re)read these runs' lines from these cursors for this stream."""
-        for run, start in starts.items():
-            state = sub._log_state.get(run)
-            if not isinstance(state, _Waiting):
-                continue
-            state.start = start
-            current = self._log_requests.get(run)
-            self._log_requests[run] = start if current is None else min(current, start)
-        if self._log_requests:
-            self.log_requests_ready.set()
+    def resume_point(self, last_event_id: str) -> int | str:
+        """The seq a stream can be replayed after, or the reason it cannot."""
+        epoch, dash, seq_text = last_event_id.partition("-")
+        if not dash or epoch != self.epoch or not seq_text.isdigit():
+            return "unknown_last_event_id"
+        last = int(seq_text)
+        if last > self.seq:
+            return "unknown_last_event_id"
+        if last < self.evicted:
+            return "replay_window_exceeded"
+        return last
 
-    def take_log_requests(self) -> dict[str, LogCursor]:
-        """For the bridge: runs to read from a given cursor; their waiting streams start now."""
-        requests = self._log_requests
-        self._log_requests = {}
-        self.log_requests_ready.clear()
-        for run in requests:
-            watch = self._runs.get(run)
-            if watch is None:
-                continue
-            for sub in watch.subscribers:
-                state = sub._log_state.get(run)
-                if isinstance(state, _Waiting) and state.start is not None:
-                    sub._log_state[run] = state.start
-        return requests
+    def replay(
+        self, sub: Subscription, after: int, keep: Callable[[Event], bool] | None = None
+    ) -> bool:
+        """Queue the ring's events after `after` that the stream's filter (and `keep`)
+        accept; False, queueing nothing, when they would not fit in the stream's buffer."""
+        frames = [
+            event.frame
+            for event in self._ring
+            if event.seq > after
+            and sub.filter.accepts(event.audience)
+            and (keep is None or keep(event))
+        ]
+        if sum(map(len, frames)) > self._client_buffer_bytes:
+            return False
+        sub.resumed_after = after
+        for frame in frames:
+            sub.push(frame)
+        return True
 
-    def _register(self, sub: Subscription) -> None:
-        self._subscriptions.add(sub)
+    def send(self, sub: Subscription, name: str, data: str) -> int:
+        """Queue a frame for this stream alone, with an id of its own; it is not replayed."""
+        self.seq += 1
+        sub.push(event_frame(self.event_id(self.seq), name, data))
+        return self.seq
+
+    def resync(self, sub: Subscription, reason: str) -> None:
+        """Tell one stream that it may have missed something."""
+        self.send(sub, "resync", dumps({"reason": reason}))
+        self._count("resyncs_sent")
+
+    def register(self, sub: Subscription) -> None:
+        """Deliver the filter's events from now on, after the current state of its topics
+        (unless the replay already carried it)."""
+        if sub.registered or sub.closed:
+            return
+        for topic in sorted(sub.filter.topics):
+            snapshot = self._snapshots.get(topic)
+            if snapshot is None:
+                continue
+            if sub.resumed_after is not None and snapshot.seq > sub.resumed_after:
+                continue  # replayed
+            self.send(sub, snapshot.name, snapshot.data)
+        sub.registered = True
         for topic in sub.filter.topics:
             self._by_topic[topic].add(sub)
         for job_type in sub.filter.job_types:
             self._by_job_type.setdefault(job_type, set()).add(sub)
         for run in sub.filter.runs:
-            watch = self._runs.setdefault(run, _RunWatch())
-            if watch.linger is not None:
-                watch.linger.cancel()
-                watch.linger = None
-            watch.subscribers.add(sub)
+            self._by_run.setdefault(run, set()).add(sub)
+
+    def subscribe(
+        self, stream_filter: StreamFilter, last_event_id: str | None, identity: str = ""
+    ) -> Subscription:
+        """Open and register a stream whose events the ring alone can replay: replay or
+        resync, then the topics' current state. (Streams of run logs: see logs.py.)"""
+        sub = self.open(stream_filter, identity)
+        if last_event_id is not None:
+            point = self.resume_point(last_event_id)
+            if isinstance(point, str):
+                self.resync(sub, point)
+            elif not self.replay(sub, point):
+                self.resync(sub, "replay_window_exceeded")
+        self.register(sub)
+        return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         if sub not in self._subscriptions:
@@ -383,70 +363,25 @@ class Broker:
         sub._sink = None  # the connection may serve another request next
         if sub.close_reason == "overflow":
             self._count("clients_evicted")
+        if not sub.registered:
+            return
+        sub.registered = False
         for topic in sub.filter.topics:
             self._by_topic[topic].discard(sub)
-        for job_type in sub.filter.job_types:
-            subs = self._by_job_type.get(job_type)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._by_job_type[job_type]
-        for run in sub.filter.runs:
-            watch = self._runs.get(run)
-            if watch is None:
-                continue
-            watch.subscribers.discard(sub)
-            if not watch.subscribers and watch.linger is None:
-                # Keep following the run a while, so a quick reconnect can still resume.
-                loop = asyncio.get_running_loop()
-                watch.linger = loop.call_later(self._run_linger, self._forget_run, run)
-
-    def _forget_run(self, run: str) -> None:
-        watch = self._runs.get(run)
-        if watch is not None and not watch.subscribers:
-            del self._runs[run]
-
-    # -- what the bridge asks ------------------------------------------------------
+        for index, keys in (
+            (self._by_job_type, sub.filter.job_types),
+            (self._by_run, sub.filter.runs),
+        ):
+            for key in keys:
+                subs = index.get(key)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del index[key]
 
     @property
     def subscription_count(self) -> int:
         return len(self._subscriptions)
-
-    def watched_runs(self) -> set[str]:
-        """Runs whose log lines and details somebody streams (or streamed a moment ago)."""
-        return set(self._runs)
-
-    def is_watched_run(self, run: str) -> bool:
-        return run in self._runs
-
-    def is_watched_job_type(self, job_type: str) -> bool:
-        return job_type in self._by_job_type
-
-    def wants_topic(self, topic: str) -> bool:
-        return bool(self._by_topic[topic])
-
-    def earliest_log_cursor(self, run: str) -> LogCursor | None:
-        """The lowest cursor any stream of the run has received up to, if any."""
-        watch = self._runs.get(run)
-        if watch is None:
-            return None
-        cursors = [
-            state
-            for sub in watch.subscribers
-            if isinstance(state := sub._log_state.get(run), LogCursor)
-        ]
-        return min(cursors) if cursors else None
-
-    def mark_run_tracked(self, run: str) -> None:
-        """The bridge follows this run's log from now on: resume can be proved from here."""
-        watch = self._runs.get(run)
-        if watch is not None and watch.tracked_since is None:
-            watch.tracked_since = self.seq
-
-    def untrack_runs(self) -> None:
-        """The bridge lost lines (its connection broke): nothing can be proved from before."""
-        for watch in self._runs.values():
-            watch.tracked_since = None
 
     # -- publishing ----------------------------------------------------------------
 
@@ -490,28 +425,41 @@ class Broker:
         if kind == TOPIC:
             return self._by_topic[key]
         if kind == RUN:
-            watch = self._runs.get(key)
-            return watch.subscribers if watch else ()
+            return self._by_run.get(key, ())
         if kind == JOB_TYPE:
             return self._by_job_type.get(key, ())
         return self._subscriptions
 
     def publish(
-        self, name: str, data: str, audience: Audience, log_cursor: LogCursor | None = None
+        self,
+        name: str,
+        data: str,
+        audience: Audience,
+        *,
+        key: object = None,
+        snapshot: bool = False,
+        skip: Collection[Subscription] = (),
     ) -> Event:
-        """Encode once, keep for replay, queue for every stream that wants it."""
+        """Encode once, keep for replay, queue for every registered stream that wants it.
+
+        `snapshot`: the event is its topic's current state, sent to each stream on
+        connect. `skip`: streams that already hold this event by other means.
+        """
         self.seq += 1
         event = Event(self.seq, name, event_frame(self.event_id(self.seq), name, data), audience)
-        event.log_cursor = log_cursor
+        event.key = key
+        if len(self._ring) == self._ring.maxlen:
+            self.evicted = self._ring[0].seq
         self._ring.append(event)
+        if snapshot:
+            self._snapshots[audience[1]] = _Snapshot(self.seq, name, data)
         delivered = 0
         for sub in tuple(self._targets(audience)):
-            sub.deliver(event)
-            delivered += 1
+            if sub.registered and sub not in skip:
+                sub.push(event.frame)
+                delivered += 1
         self._count(f"events_published_{name}")
         self._count(f"frames_queued_{name}", delivered)
-        if name == "StatsUpdated":
-            self.latest_stats = data
         return event
 
     def resync_all(self, reason: str) -> None:

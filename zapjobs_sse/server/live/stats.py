@@ -56,7 +56,7 @@ class StatsCoalescer:
         self.refreshes += 1
         if stats != self.latest:
             self.latest = stats
-            self._broker.publish("StatsUpdated", dumps(stats), (TOPIC, "stats"))
+            self._broker.publish("StatsUpdated", dumps(stats), (TOPIC, "stats"), snapshot=True)
         return stats
 
     async def run(self) -> None:

@@ -63,9 +63,6 @@ class WorkerWatch:
             if known is not None:
                 self._publish(known.row, "stopped")
 
-    def states(self) -> dict[str, str]:
-        return {worker_id: known.state for worker_id, known in self._known.items()}
-
     def check(self) -> None:
         """Mark the workers whose heartbeat has just become too old."""
         now = time.monotonic()
