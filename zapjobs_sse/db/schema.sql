@@ -167,3 +167,24 @@ CREATE INDEX sse_runs_status_created_idx
 
 CREATE INDEX sse_runs_job_type_created_idx
     ON zapjobs.runs (job_type_id, created_at DESC, id DESC);
+
+-- The executor -------------------------------------------------------------------------
+
+-- Writes the dead letter entries of runs that a statement just failed, given as a jsonb
+-- array of those runs (jsonb_agg of its RETURNING rows); returns their original_run_id
+-- (005).
+CREATE OR REPLACE FUNCTION zapjobs.sse_move_to_dead_letter_v1(failed_runs jsonb)
+    RETURNS SETOF uuid
+    LANGUAGE sql AS $$
+    INSERT INTO zapjobs.dead_letter (
+        id, original_run_id, job_type_id, queue, input_json, error_message, error_type,
+        stack_trace, attempt_count, moved_at
+    )
+    SELECT gen_random_uuid(), id, job_type_id, queue, input_json, error_message, error_type,
+           stack_trace, attempt_number, now() AT TIME ZONE 'utc'
+    FROM jsonb_to_recordset(failed_runs) AS failed(
+        id uuid, job_type_id text, queue text, input_json text, error_message text,
+        error_type text, stack_trace text, attempt_number integer
+    )
+    RETURNING original_run_id
+$$;
