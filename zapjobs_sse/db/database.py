@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
 import psycopg2
-import psycopg2.extensions
 
 from .cursors import LogCursor
 
@@ -239,9 +237,6 @@ class Database:
 
     # -- the questions ---------------------------------------------------------------
 
-    async def ping(self, timeout: float) -> None:
-        await self.fetch("ping", timeout=timeout)
-
     async def notification_queue_usage(self, timeout: float = 2.0) -> float:
         row = await self.fetch_one("notification_queue_usage", timeout=timeout)
         return float(row["usage"]) if row else 0.0
@@ -358,19 +353,6 @@ class Listener:
         rows = await self.connection.execute(queries["notification_queue_usage"], timeout=timeout)
         return float(rows[0]["usage"])
 
-    @property
-    def broken(self) -> bool:
-        return self.connection.closed
-
     async def close(self) -> None:
         with contextlib.suppress(psycopg2.Error, OSError):
             await self.connection.close()
-
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
-
-
-def quote_ident(connection: Connection, name: str) -> str:
-    """Quote an identifier for the SQL that cannot take it as a parameter."""
-    return psycopg2.extensions.quote_ident(name, connection._raw.raw)  # type: ignore[no-any-return]
