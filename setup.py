@@ -23,7 +23,7 @@ setup(
     package_dir={"zapjobs_sse.migrations": "migrations", "zapjobs_sse.web": "web"},
     package_data={
         "zapjobs_sse": ["py.typed"],
-        "zapjobs_sse.db": ["sql/*.sql"],
+        "zapjobs_sse.db": ["sql/*.sql", "schema.sql"],
         "zapjobs_sse.executor": ["sql/*.sql"],
         "zapjobs_sse.migrations": ["*.sql"],
         "zapjobs_sse.web": ["templates/*.html", "static/*"],

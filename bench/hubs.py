@@ -56,8 +56,9 @@ async def feed(dsn: str, publish: Publish) -> None:
 
 async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
     from zapjobs_sse.logconfig import configure_logging
-    from zapjobs_sse.server.run import freeze_startup_objects, serve_app, wait_for_stop_signal
+    from zapjobs_sse.server.run import freeze_startup_objects, serve_app
     from zapjobs_sse.settings import Settings
+    from zapjobs_sse.signals import wait_for_stop_signal
 
     configure_logging("json", "warning")
     # The stream limits are raised: the load generator is one client with many streams.
@@ -80,7 +81,7 @@ async def _serve_aiohttp_sse(dsn: str, port: int, heartbeat: float) -> None:
     from aiohttp import web
     from aiohttp_sse import sse_response
 
-    from zapjobs_sse.server.run import wait_for_stop_signal
+    from zapjobs_sse.signals import wait_for_stop_signal
 
     subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
 
@@ -167,7 +168,7 @@ def _serve_sse_starlette(dsn: str, port: int, heartbeat: float) -> None:
 async def _serve_aiohttp_bare(port: int, heartbeat: float) -> None:
     from aiohttp import web
 
-    from zapjobs_sse.server.run import wait_for_stop_signal
+    from zapjobs_sse.signals import wait_for_stop_signal
 
     async def events(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

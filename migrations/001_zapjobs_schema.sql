@@ -1,3 +1,5 @@
+-- Current state of every zapjobs-sse object, trigger bodies included: zapjobs_sse/db/schema.sql
+--
 -- The ZapJobs PostgreSQL schema, exactly as the .NET storage creates it (plus the
 -- dead letter table of later ZapJobs versions). Everything is IF NOT EXISTS: on a
 -- database that ZapJobs already created this migration changes nothing.

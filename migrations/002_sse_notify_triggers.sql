@@ -1,3 +1,5 @@
+-- Current state of every zapjobs-sse object, trigger bodies included: zapjobs_sse/db/schema.sql
+--
 -- Notification triggers of zapjobs-sse (version 1).
 --
 -- A notification says WHAT changed (keys only, never row content), so its payload

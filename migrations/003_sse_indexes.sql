@@ -1,4 +1,6 @@
 -- zapjobs-sse: no-transaction
+-- Current state of every zapjobs-sse object, trigger bodies included: zapjobs_sse/db/schema.sql
+--
 -- Indexes the dashboard needs on tables that may already be large and busy: built
 -- CONCURRENTLY, so executors keep writing while they build.
 

@@ -1,3 +1,5 @@
+-- Current state of every zapjobs-sse object, trigger bodies included: zapjobs_sse/db/schema.sql
+--
 -- Notification triggers of zapjobs-sse, version 1 with a write time.
 --
 -- Each payload gains "t": when the writing transaction started, in epoch seconds with

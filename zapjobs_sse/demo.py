@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import itertools
 import random
-import signal
 from typing import Any
 
 import structlog
@@ -24,6 +23,7 @@ from .executor import JobContext, JobRegistry, enqueue
 from .executor.worker import CANCEL_GRACE, Worker, WorkerOptions
 from .server.run import serve_app
 from .settings import Settings
+from .signals import on_stop_signals
 
 __all__ = ["demo_jobs", "run_demo"]
 
@@ -191,7 +191,7 @@ async def run_demo(
     stop = asyncio.Event()
     worker: Worker | None = None
 
-    # Own handlers for the whole demo (wait_for_stop_signal only covers the serving part):
+    # Its own handler for the whole demo (wait_for_stop_signal would only cover serving):
     # a Ctrl-C during the start is honoured once the embedded server is up, so it is
     # always stopped again; a second one stops the running jobs at once.
     def on_signal() -> None:
@@ -199,10 +199,7 @@ async def run_demo(
             worker.abort()
         stop.set()
 
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
-    try:
+    with on_stop_signals(on_signal):
         async with database_dsn(settings) as dsn:
             if stop.is_set():
                 return
@@ -243,7 +240,4 @@ async def run_demo(
                         log.error("demo_worker_failed", error=str(working.exception()))
             finally:
                 await database.close()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
     log.info("demo_stopped")

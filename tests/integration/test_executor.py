@@ -500,6 +500,28 @@ async def test_shutdown_puts_unfinished_runs_back_to_pending_and_marks_the_heart
     assert beat == [(True, None)]
 
 
+@asynccontextmanager
+async def worker_command(
+    dsn: str, worker_id: str, *flags: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`zapjobs-sse worker` with the jobs of executor_jobs, in a subprocess that is killed if
+    it still runs when the block ends."""
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "zapjobs_sse", "worker", "--dsn", dsn],
+        *["--jobs", "tests.integration.executor_jobs:registry", "--claim-interval", "0.1"],
+        *["--worker-id", worker_id, "--log-format", "json", *flags],
+        cwd=repo_root(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def test_worker_command_finishes_running_jobs_on_sigterm(
     database_dsn: str, database: Database, writer: Writer
 ) -> None:
@@ -507,15 +529,7 @@ async def test_worker_command_finishes_running_jobs_on_sigterm(
 
     await registry.register(database)
     run_id = await enqueue(database, "takes-a-second")
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "zapjobs_sse", "worker", "--dsn", database_dsn],
-        *["--jobs", "tests.integration.executor_jobs:registry", "--claim-interval", "0.1"],
-        *["--worker-id", "polite-worker", "--log-format", "json"],
-        cwd=repo_root(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
+    async with worker_command(database_dsn, "polite-worker") as process:
 
         async def running() -> bool:
             return bool((await run_row(database, run_id))["status"] == RUNNING)
@@ -524,10 +538,6 @@ async def test_worker_command_finishes_running_jobs_on_sigterm(
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             code = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
     assert code == 0
     row = await run_row(database, run_id)
@@ -537,6 +547,39 @@ async def test_worker_command_finishes_running_jobs_on_sigterm(
         ("polite-worker",),
     )
     assert beat == [(True, 1)]
+
+
+async def test_worker_command_stops_running_jobs_at_once_on_a_second_sigterm(
+    database_dsn: str, database: Database, writer: Writer
+) -> None:
+    from tests.integration.executor_jobs import registry
+
+    await registry.register(database)
+    run_id = await enqueue(database, "stuck-first-time")  # hangs for 300 s
+    flags = ("--shutdown-timeout", "120")
+    async with worker_command(database_dsn, "hasty-worker", *flags) as process:
+
+        async def running() -> bool:
+            return bool((await run_row(database, run_id))["status"] == RUNNING)
+
+        async def draining() -> bool:
+            beat = await writer.execute(
+                "SELECT is_shutting_down FROM zapjobs.heartbeats WHERE worker_id = %s",
+                ("hasty-worker",),
+            )
+            return beat == [(True,)]
+
+        await eventually(running, timeout=30, what="the worker to take the run")
+        process.send_signal(signal.SIGTERM)
+        await eventually(draining, what="the worker to wait for its running job")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):  # far less than the 120 s the job was given
+            code = await process.wait()
+
+    assert code == 0
+    row = await run_row(database, run_id)
+    assert row["status"] == PENDING and row["worker_id"] is None
+    assert row["attempt_number"] == 1
 
 
 async def test_workers_silent_for_a_day_are_forgotten(

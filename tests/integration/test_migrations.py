@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from importlib import resources
 
 import psycopg2
+import pytest
 
+from tests.support import create_database, drop_database, with_database
 from zapjobs_sse.db.migrate import apply_migrations, load_migrations
 
 # The schema exactly as the .NET ZapJobs storage creates it (an older version: no
@@ -76,6 +81,41 @@ SELECT
                        'zapjobs.definitions'::regclass, 'zapjobs.heartbeats'::regclass))
 """
 
+# The zapjobs schema as PostgreSQL prints it back: for each kind of object, (name, definition).
+CATALOG = {
+    "relations": """
+        SELECT relname, relkind::text FROM pg_class
+        WHERE relnamespace = 'zapjobs'::regnamespace""",
+    "columns": """
+        SELECT c.relname || '.' || a.attname,
+               a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
+               || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+               || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+        FROM pg_attribute AS a
+        JOIN pg_class AS c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relnamespace = 'zapjobs'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+          AND a.attnum > 0 AND NOT a.attisdropped""",
+    "constraints": """
+        SELECT conrelid::regclass || '.' || conname, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = 'zapjobs'::regnamespace""",
+    "indexes": """
+        SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index
+        WHERE indrelid IN (
+            SELECT oid FROM pg_class WHERE relnamespace = 'zapjobs'::regnamespace)""",
+    "functions": """
+        SELECT oid::regprocedure::text, pg_get_functiondef(oid) FROM pg_proc
+        WHERE pronamespace = 'zapjobs'::regnamespace""",
+    "triggers": """
+        SELECT tgrelid::regclass || '.' || tgname, pg_get_triggerdef(oid) FROM pg_trigger
+        WHERE NOT tgisinternal
+          AND tgrelid IN (
+              SELECT oid FROM pg_class WHERE relnamespace = 'zapjobs'::regnamespace)""",
+    "types": """
+        SELECT typname, typtype::text FROM pg_type
+        WHERE typnamespace = 'zapjobs'::regnamespace AND typtype IN ('d', 'e', 'r', 'm')""",
+}
+
 
 def _query(dsn: str, sql: str) -> list[tuple[object, ...]]:
     connection = psycopg2.connect(dsn)
@@ -90,6 +130,37 @@ def _query(dsn: str, sql: str) -> list[tuple[object, ...]]:
 
 def _versions(dsn: str) -> list[object]:
     return [row[0] for row in _query(dsn, "SELECT version FROM zapjobs.sse_migrations ORDER BY 1")]
+
+
+def _catalog(dsn: str) -> dict[str, dict[str, object]]:
+    return {
+        kind: {str(name): definition for name, definition in _query(dsn, sql)}
+        for kind, sql in CATALOG.items()
+    }
+
+
+@pytest.fixture
+def schema_file_dsn(admin_dsn: str) -> Iterator[str]:
+    """A fresh database with ZapJobs' tables (migration 001), then db/schema.sql."""
+    name = f"zapjobs_sse_t_{uuid.uuid4().hex[:12]}"
+    create_database(admin_dsn, name)
+    dsn = with_database(admin_dsn, name)
+    try:
+        _query(dsn, load_migrations()[0].sql)
+        _query(dsn, resources.files("zapjobs_sse.db").joinpath("schema.sql").read_text("utf-8"))
+        yield dsn
+    finally:
+        drop_database(admin_dsn, name)
+
+
+async def test_every_migration_in_order_yields_exactly_the_schema_file(
+    empty_database_dsn: str, schema_file_dsn: str
+) -> None:
+    await apply_migrations(empty_database_dsn)
+    migrated, described = _catalog(empty_database_dsn), _catalog(schema_file_dsn)
+    assert migrated["functions"] and migrated["triggers"], "the catalog queries found nothing"
+    for kind in CATALOG:
+        assert migrated[kind] == described[kind], f"{kind} differ from zapjobs_sse/db/schema.sql"
 
 
 async def test_migrations_twice_in_a_row_apply_once(empty_database_dsn: str) -> None:

@@ -1,4 +1,4 @@
-"""The built wheel carries web/, migrations/ and the SQL inside the package."""
+"""The built wheel carries web/, migrations/, the SQL and the schema file inside the package."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ def test_wheel_ships_migrations_web_and_sql(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     root = repo_root()
     expected = {f"zapjobs_sse/migrations/{p.name}" for p in (root / "migrations").glob("*.sql")}
-    expected |= {f"zapjobs_sse/sql/{p.name}" for p in (root / "zapjobs_sse" / "sql").glob("*.sql")}
+    expected |= {
+        p.relative_to(root).as_posix()
+        for wing in ("db", "executor")
+        for p in (root / "zapjobs_sse" / wing / "sql").glob("*.sql")
+    }
+    expected.add("zapjobs_sse/db/schema.sql")
     expected |= {
         "zapjobs_sse/web/" + str(p.relative_to(root / "web"))
         for p in (root / "web").rglob("*")

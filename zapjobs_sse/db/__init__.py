@@ -11,12 +11,12 @@ from .database import (
     Database,
     DatabaseError,
     DatabaseUnavailable,
-    Listener,
     Row,
     RunPageKey,
     connect,
     mask_dsn,
 )
+from .listener import Listener
 
 __all__ = [
     "LOG_PAGE",

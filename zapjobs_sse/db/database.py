@@ -1,15 +1,13 @@
-"""The database port: the only module that talks to PostgreSQL (aiopg / psycopg2).
+"""Connections, the query pool and the named queries of the database port (aiopg / psycopg2).
 
-Everything above it (bridge, stats, API, pages, migrations) calls the typed methods
-here and gets plain dicts back; no other module imports the driver.
+Everything above the port (bridge, stats, API, pages, migrations) calls the typed methods
+here and gets plain dicts back; no package outside zapjobs_sse.db imports the driver.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
 import psycopg2
-import psycopg2.extensions
+from aiopg.utils import ClosableQueue
 
 from .cursors import LogCursor
 
@@ -30,20 +28,17 @@ __all__ = [
     "Database",
     "DatabaseError",
     "DatabaseUnavailable",
-    "Listener",
     "Row",
     "connect",
     "load_queries",
     "mask_dsn",
     "queries",
+    "translate_error",
 ]
 
 Row = dict[str, Any]
 # Log lines read in one statement (pages, API, the bridge's catch-up).
 LOG_PAGE = 1000
-CHANNEL = "zapjobs_sse"
-# pg_stat_activity.application_name of the LISTEN connection, for operators.
-LISTENER_NAME = "zapjobs-sse-listener"
 _NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
 
 # TCP keepalives make a half-open connection fail within about a minute even when
@@ -95,7 +90,8 @@ def load_queries(package: str) -> Mapping[str, str]:
 queries: Mapping[str, str] = load_queries(__package__ or "zapjobs_sse.db")
 
 
-def _translate(error: BaseException) -> DatabaseError:
+def translate_error(error: BaseException) -> DatabaseError:
+    """The port's own exception for a driver, socket or timeout error."""
     if isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError | OSError):
         return DatabaseUnavailable(
             str(error).strip().splitlines()[0] if str(error) else repr(error)
@@ -121,6 +117,12 @@ class Connection:
     def closed(self) -> bool:
         return bool(self._raw.closed)
 
+    @property
+    def notifies(self) -> ClosableQueue:
+        """The notifications received on this connection (after LISTEN), as the driver queues
+        them."""
+        return self._raw.notifies
+
     async def execute(
         self, sql: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> list[Row]:
@@ -132,7 +134,7 @@ class Connection:
                     return []
                 return _rows(cursor, await cursor.fetchall())
         except (TimeoutError, psycopg2.Error, OSError) as error:
-            raise _translate(error) from error
+            raise translate_error(error) from error
 
     async def close(self) -> None:
         if not self._raw.closed:
@@ -155,7 +157,7 @@ async def connect(
     except (TimeoutError, psycopg2.Error, OSError) as error:
         raise DatabaseUnavailable(
             f"cannot connect to {mask_dsn(dsn) or 'the libpq default database'}: "
-            f"{_translate(error)}"
+            f"{translate_error(error)}"
         ) from error
     return Connection(raw)
 
@@ -194,7 +196,7 @@ class Database:
         except (TimeoutError, psycopg2.Error, OSError) as error:
             raise DatabaseUnavailable(
                 f"cannot connect to {mask_dsn(dsn) or 'the libpq default database'}: "
-                f"{_translate(error)}"
+                f"{translate_error(error)}"
             ) from error
         return cls(dsn, pool)
 
@@ -213,7 +215,7 @@ class Database:
             async with self._pool.acquire() as conn, conn.cursor(timeout=timeout) as cursor:
                 yield cursor
         except (TimeoutError, psycopg2.Error, OSError) as error:
-            raise _translate(error) from error
+            raise translate_error(error) from error
 
     async def execute(
         self, sql: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
@@ -238,9 +240,6 @@ class Database:
         return rows[0] if rows else None
 
     # -- the questions ---------------------------------------------------------------
-
-    async def ping(self, timeout: float) -> None:
-        await self.fetch("ping", timeout=timeout)
 
     async def notification_queue_usage(self, timeout: float = 2.0) -> float:
         row = await self.fetch_one("notification_queue_usage", timeout=timeout)
@@ -313,64 +312,3 @@ class Database:
 
     async def runs_per_minute(self) -> list[Row]:
         return await self.fetch("runs_per_minute")
-
-
-class Listener:
-    """The dedicated LISTEN connection of one server process (never a pooled one)."""
-
-    def __init__(self, connection: Connection, raw: aiopg.Connection) -> None:
-        self.connection = connection
-        self._raw = raw
-
-    @classmethod
-    async def open(cls, dsn: str, *, timeout: float) -> Listener:
-        connection = await connect(dsn, timeout=timeout, application_name=LISTENER_NAME)
-        try:
-            await connection.execute(f"LISTEN {CHANNEL}", timeout=timeout)
-            rows = await connection.execute("SELECT pg_backend_pid() AS pid", timeout=timeout)
-        except BaseException:
-            await asyncio.shield(connection.close())
-            raise
-        connection.backend_pid = int(rows[0]["pid"])
-        return cls(connection, connection._raw)
-
-    async def next_batch(self, wait: float) -> list[str] | None:
-        """Payloads received so far, waiting up to `wait` seconds for the first; None on silence."""
-        notifies = self._raw.notifies
-        try:
-            async with asyncio.timeout(wait):
-                first = await notifies.get()
-        except TimeoutError:
-            return None
-        except (psycopg2.Error, OSError) as error:
-            raise _translate(error) from error
-        batch = [first.payload]
-        try:
-            while not notifies.empty():
-                batch.append((await notifies.get()).payload)
-        except (psycopg2.Error, OSError) as error:
-            raise _translate(error) from error
-        return batch
-
-    async def check(self, timeout: float) -> float:
-        """Prove the connection still answers (DatabaseUnavailable otherwise); return the
-        share of PostgreSQL's NOTIFY queue in use."""
-        rows = await self.connection.execute(queries["notification_queue_usage"], timeout=timeout)
-        return float(rows[0]["usage"])
-
-    @property
-    def broken(self) -> bool:
-        return self.connection.closed
-
-    async def close(self) -> None:
-        with contextlib.suppress(psycopg2.Error, OSError):
-            await self.connection.close()
-
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())
-
-
-def quote_ident(connection: Connection, name: str) -> str:
-    """Quote an identifier for the SQL that cannot take it as a parameter."""
-    return psycopg2.extensions.quote_ident(name, connection._raw.raw)  # type: ignore[no-any-return]

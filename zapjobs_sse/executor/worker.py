@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import socket
 import time
 import traceback
@@ -30,6 +29,7 @@ from typing import Any
 import structlog
 
 from ..db import Database, DatabaseError, DatabaseUnavailable, Row
+from ..signals import on_stop_signals
 from . import Job, JobContext, JobRegistry, LogLevel
 from .journal import RunJournal
 from .sql import SQL
@@ -555,11 +555,5 @@ class Worker:
 async def run_worker(dsn: str, registry: JobRegistry, options: WorkerOptions) -> None:
     """Run a worker until SIGINT or SIGTERM (a second one stops the running jobs at once)."""
     worker = Worker(dsn, registry, options)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, worker.request_stop)
-    try:
+    with on_stop_signals(worker.request_stop):
         await worker.run()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)

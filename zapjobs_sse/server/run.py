@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
-import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -15,29 +14,16 @@ from aiohttp import web
 from ..db.embedded import database_dsn
 from ..db.migrate import apply_migrations
 from ..settings import Settings
+from ..signals import wait_for_stop_signal
 from .app import create_app
 
 __all__ = [
     "freeze_startup_objects",
     "run_server",
     "serve_app",
-    "wait_for_stop_signal",
 ]
 
 log = structlog.get_logger("zapjobs_sse.server.run")
-
-
-async def wait_for_stop_signal() -> None:
-    """Return on the first SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 @asynccontextmanager

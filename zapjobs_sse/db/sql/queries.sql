@@ -1,8 +1,5 @@
--- Every statement the server runs. Each starts with a `-- name: NAME --` line; db.py
+-- Every statement the server runs. Each starts with a `-- name: NAME --` line; database.py
 -- loads them by name. Parameters use the driver's %(name)s placeholders.
-
--- name: ping --
-SELECT 1
 
 -- name: notification_queue_usage --
 SELECT pg_notification_queue_usage() AS usage

@@ -119,7 +119,8 @@ WHERE id = %(id)s::uuid AND status = 2 AND worker_id = %(worker_id)s
 RETURNING id::text AS id, now() AT TIME ZONE 'utc' AS completed_at
 
 -- name: fail_run --
--- The last attempt failed: the run is Failed and a copy goes to the dead letter queue.
+-- The last attempt failed: the run is Failed and a copy goes to the dead letter queue
+-- (zapjobs.sse_move_to_dead_letter_v1 of migration 005, as in recover_stale_runs).
 WITH failed AS (
     UPDATE zapjobs.runs SET
         status = 4,
@@ -133,14 +134,9 @@ WITH failed AS (
     RETURNING id, job_type_id, queue, input_json, error_message, error_type, stack_trace,
               attempt_number, completed_at
 ), moved AS (
-    INSERT INTO zapjobs.dead_letter (
-        id, original_run_id, job_type_id, queue, input_json, error_message, error_type,
-        stack_trace, attempt_count, moved_at
-    )
-    SELECT gen_random_uuid(), id, job_type_id, queue, input_json, error_message, error_type,
-           stack_trace, attempt_number, now() AT TIME ZONE 'utc'
-    FROM failed
-    RETURNING original_run_id
+    SELECT original_run_id
+    FROM zapjobs.sse_move_to_dead_letter_v1((SELECT jsonb_agg(failed) FROM failed))
+        AS original_run_id
 )
 SELECT failed.id::text AS id, failed.completed_at FROM failed JOIN moved ON moved.original_run_id = failed.id
 
@@ -210,14 +206,9 @@ WITH lost AS (
     RETURNING r.id, r.job_type_id, r.queue, r.input_json, r.error_message, r.error_type,
               r.stack_trace, r.attempt_number
 ), moved AS (
-    INSERT INTO zapjobs.dead_letter (
-        id, original_run_id, job_type_id, queue, input_json, error_message, error_type,
-        stack_trace, attempt_count, moved_at
-    )
-    SELECT gen_random_uuid(), id, job_type_id, queue, input_json, error_message, error_type,
-           stack_trace, attempt_number, now() AT TIME ZONE 'utc'
-    FROM failed
-    RETURNING original_run_id
+    SELECT original_run_id
+    FROM zapjobs.sse_move_to_dead_letter_v1((SELECT jsonb_agg(failed) FROM failed))
+        AS original_run_id
 )
 SELECT id::text AS id, 'requeued' AS outcome FROM requeued
 UNION ALL

@@ -1,0 +1,190 @@
+-- The current schema of everything zapjobs-sse owns in the zapjobs schema: every object
+-- as it is once every migration has run, in one place (function bodies included). The
+-- migrations runner never reads this file; migrations/NNN_*.sql are the history, and
+-- tests/integration/test_migrations.py proves that they add up to exactly this.
+--
+-- Change a sidecar object with a new migration AND here, in the same commit.
+--
+-- Not here: ZapJobs' own tables (definitions, runs, logs, heartbeats, continuations,
+-- dead_letter) and their indexes, which belong to the scheduler: migration 001 creates
+-- them only where they are missing (IF NOT EXISTS) and never alters them.
+
+-- The migrations applied (created by the runner itself, before any migration).
+CREATE TABLE zapjobs.sse_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
+);
+
+-- Notifications ------------------------------------------------------------------------
+-- A payload is {"k": kind, "ids": [keys], "t": write time}: keys only, at most 100 of
+-- them, so always far below PostgreSQL's 8000-byte limit. Nothing here raises on row
+-- content. Sent unless the setting zapjobs_sse.notify is 'off' (002).
+
+CREATE OR REPLACE FUNCTION zapjobs.sse_notify_enabled_v1() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(current_setting('zapjobs_sse.notify', true), '') <> 'off' $$;
+
+-- When the writing transaction started, epoch seconds to the millisecond (004).
+CREATE OR REPLACE FUNCTION zapjobs.sse_notify_time_v1() RETURNS numeric
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT round(extract(epoch FROM now())::numeric, 3) $$;
+
+-- Sends one notification for every 100 keys of the given set (002, 004).
+CREATE OR REPLACE FUNCTION zapjobs.sse_notify_keys_v1(kind text, keys text[]) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    chunk text[];
+BEGIN
+    FOR chunk IN
+        SELECT array_agg(key) FROM (
+            SELECT key, (row_number() OVER () - 1) / 100 AS part
+            FROM unnest(keys) AS key
+        ) AS numbered GROUP BY part
+    LOOP
+        PERFORM pg_notify('zapjobs_sse', json_build_object(
+            'k', kind, 'ids', chunk, 't', zapjobs.sse_notify_time_v1())::text);
+    END LOOP;
+END $$;
+
+-- runs INSERT, per statement (002).
+CREATE OR REPLACE FUNCTION zapjobs.sse_runs_inserted_v1() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF zapjobs.sse_notify_enabled_v1() THEN
+        PERFORM zapjobs.sse_notify_keys_v1('run', ARRAY(SELECT id::text FROM sse_new_rows));
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- runs UPDATE, per row; the trigger's WHEN clause skips no-op updates (002, 004).
+CREATE OR REPLACE FUNCTION zapjobs.sse_run_updated_v1() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('zapjobs_sse', json_build_object(
+        'k', 'run', 'ids', ARRAY[NEW.id], 't', zapjobs.sse_notify_time_v1())::text);
+    RETURN NULL;
+END $$;
+
+-- logs INSERT, per statement: one notification per 100 runs of the batch (002).
+CREATE OR REPLACE FUNCTION zapjobs.sse_logs_inserted_v1() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF zapjobs.sse_notify_enabled_v1() THEN
+        PERFORM zapjobs.sse_notify_keys_v1(
+            'log', ARRAY(SELECT DISTINCT run_id::text FROM sse_new_rows));
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- heartbeats INSERT, UPDATE, DELETE, per row (002, 004).
+CREATE OR REPLACE FUNCTION zapjobs.sse_heartbeat_changed_v1() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('zapjobs_sse', json_build_object(
+            'k', 'worker_gone', 'ids', ARRAY[left(OLD.worker_id, 255)],
+            't', zapjobs.sse_notify_time_v1())::text);
+    ELSE
+        PERFORM pg_notify('zapjobs_sse', json_build_object(
+            'k', 'worker', 'ids', ARRAY[left(NEW.worker_id, 255)],
+            't', zapjobs.sse_notify_time_v1())::text);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Changes that only move the stats (and the jobs / dead letter pages) (002, 004).
+CREATE OR REPLACE FUNCTION zapjobs.sse_table_changed_v1() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF zapjobs.sse_notify_enabled_v1() THEN
+        PERFORM pg_notify('zapjobs_sse', json_build_object(
+            'k', TG_TABLE_NAME, 't', zapjobs.sse_notify_time_v1())::text);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Triggers (002) ----------------------------------------------------------------------
+
+CREATE TRIGGER sse_runs_inserted_v1
+    AFTER INSERT ON zapjobs.runs
+    REFERENCING NEW TABLE AS sse_new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION zapjobs.sse_runs_inserted_v1();
+
+-- Every column of a run is shown on its detail page, so any real change counts;
+-- an UPDATE that writes the same values does not notify.
+CREATE TRIGGER sse_run_updated_v1
+    AFTER UPDATE ON zapjobs.runs
+    FOR EACH ROW
+    WHEN (OLD.* IS DISTINCT FROM NEW.* AND zapjobs.sse_notify_enabled_v1())
+    EXECUTE FUNCTION zapjobs.sse_run_updated_v1();
+
+CREATE TRIGGER sse_runs_deleted_v1
+    AFTER DELETE ON zapjobs.runs
+    FOR EACH STATEMENT EXECUTE FUNCTION zapjobs.sse_table_changed_v1();
+
+CREATE TRIGGER sse_logs_inserted_v1
+    AFTER INSERT ON zapjobs.logs
+    REFERENCING NEW TABLE AS sse_new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION zapjobs.sse_logs_inserted_v1();
+
+CREATE TRIGGER sse_logs_deleted_v1
+    AFTER DELETE ON zapjobs.logs
+    FOR EACH STATEMENT EXECUTE FUNCTION zapjobs.sse_table_changed_v1();
+
+CREATE TRIGGER sse_heartbeat_written_v1
+    AFTER INSERT OR UPDATE ON zapjobs.heartbeats
+    FOR EACH ROW
+    WHEN (zapjobs.sse_notify_enabled_v1())
+    EXECUTE FUNCTION zapjobs.sse_heartbeat_changed_v1();
+
+CREATE TRIGGER sse_heartbeat_deleted_v1
+    AFTER DELETE ON zapjobs.heartbeats
+    FOR EACH ROW
+    WHEN (zapjobs.sse_notify_enabled_v1())
+    EXECUTE FUNCTION zapjobs.sse_heartbeat_changed_v1();
+
+CREATE TRIGGER sse_definitions_changed_v1
+    AFTER INSERT OR UPDATE OR DELETE ON zapjobs.definitions
+    FOR EACH STATEMENT EXECUTE FUNCTION zapjobs.sse_table_changed_v1();
+
+CREATE TRIGGER sse_dead_letter_changed_v1
+    AFTER INSERT OR UPDATE OR DELETE ON zapjobs.dead_letter
+    FOR EACH STATEMENT EXECUTE FUNCTION zapjobs.sse_table_changed_v1();
+
+-- Indexes the dashboard reads with (003, which builds them CONCURRENTLY) ---------------
+
+-- The live log tail and the log API read a run's lines by cursor (timestamp, id).
+CREATE INDEX sse_logs_run_cursor_idx
+    ON zapjobs.logs (run_id, timestamp, id);
+
+-- Keyset pagination of the runs page, unfiltered and filtered by status or job type.
+CREATE INDEX sse_runs_created_idx
+    ON zapjobs.runs (created_at DESC, id DESC);
+
+CREATE INDEX sse_runs_status_created_idx
+    ON zapjobs.runs (status, created_at DESC, id DESC);
+
+CREATE INDEX sse_runs_job_type_created_idx
+    ON zapjobs.runs (job_type_id, created_at DESC, id DESC);
+
+-- The executor -------------------------------------------------------------------------
+
+-- Writes the dead letter entries of runs that a statement just failed, given as a jsonb
+-- array of those runs (jsonb_agg of its RETURNING rows); returns their original_run_id
+-- (005).
+CREATE OR REPLACE FUNCTION zapjobs.sse_move_to_dead_letter_v1(failed_runs jsonb)
+    RETURNS SETOF uuid
+    LANGUAGE sql AS $$
+    INSERT INTO zapjobs.dead_letter (
+        id, original_run_id, job_type_id, queue, input_json, error_message, error_type,
+        stack_trace, attempt_count, moved_at
+    )
+    SELECT gen_random_uuid(), id, job_type_id, queue, input_json, error_message, error_type,
+           stack_trace, attempt_number, now() AT TIME ZONE 'utc'
+    FROM jsonb_to_recordset(failed_runs) AS failed(
+        id uuid, job_type_id text, queue text, input_json text, error_message text,
+        error_type text, stack_trace text, attempt_number integer
+    )
+    RETURNING original_run_id
+$$;
