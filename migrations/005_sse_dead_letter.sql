@@ -8,11 +8,12 @@
 -- could not read them back from zapjobs.runs, since every part of one statement sees the
 -- same snapshot. jsonb rather than zapjobs.runs[], so that the function does not depend on
 -- the row type of a table ZapJobs owns (which could then not be dropped without CASCADE).
--- Returns the original_run_id of every entry written.
+-- Returns the original_run_id of every entry written. STRICT: with no failed run (NULL)
+-- nothing is inserted, so the dead letter trigger does not notify for nothing.
 
 CREATE OR REPLACE FUNCTION zapjobs.sse_move_to_dead_letter_v1(failed_runs jsonb)
     RETURNS SETOF uuid
-    LANGUAGE sql AS $$
+    LANGUAGE sql STRICT AS $$
     INSERT INTO zapjobs.dead_letter (
         id, original_run_id, job_type_id, queue, input_json, error_message, error_type,
         stack_trace, attempt_count, moved_at

@@ -213,3 +213,31 @@ def test_print_sql_shows_every_migration_without_a_database() -> None:
     for migration in load_migrations():
         assert f"-- {migration.version:03d}_{migration.name}.sql" in result.stdout
     assert "CREATE TRIGGER sse_run_updated_v1" in result.stdout
+
+
+def test_moving_no_failed_run_to_the_dead_letter_writes_and_notifies_nothing(
+    database_dsn: str,
+) -> None:
+    # A worker's recovery pass runs the move on every heartbeat, mostly with nothing to
+    # move: that must not cost the writers a notification.
+    connection = psycopg2.connect(database_dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("LISTEN zapjobs_sse")
+            cursor.execute("SELECT * FROM zapjobs.sse_move_to_dead_letter_v1(NULL)")
+            assert cursor.fetchall() == []
+            cursor.execute(
+                "SELECT * FROM zapjobs.sse_move_to_dead_letter_v1(%s::jsonb)",
+                (
+                    '[{"id": "3f9c1a2b-0000-4000-8000-000000000001", "job_type_id": "email",'
+                    ' "queue": "default", "error_message": "boom", "attempt_number": 3}]',
+                ),
+            )
+            assert cursor.fetchall() == [("3f9c1a2b-0000-4000-8000-000000000001",)]
+            connection.poll()
+            assert len(connection.notifies) == 1  # the second call only
+            cursor.execute("SELECT count(*) FROM zapjobs.dead_letter")
+            assert cursor.fetchone() == (1,)
+    finally:
+        connection.close()

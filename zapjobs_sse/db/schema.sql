@@ -175,7 +175,7 @@ CREATE INDEX sse_runs_job_type_created_idx
 -- (005).
 CREATE OR REPLACE FUNCTION zapjobs.sse_move_to_dead_letter_v1(failed_runs jsonb)
     RETURNS SETOF uuid
-    LANGUAGE sql AS $$
+    LANGUAGE sql STRICT AS $$
     INSERT INTO zapjobs.dead_letter (
         id, original_run_id, job_type_id, queue, input_json, error_message, error_type,
         stack_trace, attempt_count, moved_at
