@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..db import Database, DatabaseError, DatabaseUnavailable
 from ..settings import Settings
@@ -31,8 +32,6 @@ from .live.workers import WorkerWatch
 __all__ = ["create_app"]
 
 log = structlog.get_logger("zapjobs_sse.server.app")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware

@@ -12,6 +12,7 @@ import aiohttp_jinja2
 import jinja2
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ...assets import WEB_DIR
 from ...db import LOG_PAGE, DatabaseError, DatabaseUnavailable
@@ -57,7 +58,6 @@ CHART_HEIGHT = 120
 CHART_BAR = 10
 
 Page = Callable[[web.Request], Awaitable[dict[str, Any]]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The overview's stat cards: element id suffix, StatsUpdated field, label.
 STAT_CARDS = (

@@ -31,6 +31,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp_jinja2
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ....settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
 from ...keys import CAN_SIGN_OUT, PUBLIC_PATHS, SETTINGS
@@ -68,8 +69,6 @@ ACCESS_ENDED: Final = frozenset({SESSION_EXPIRED, TOKEN_REVOKED})
 LOGIN_ASSETS: Final = frozenset({"dashboard.css", "theme.js"})
 MAX_COOKIE_LENGTH: Final = 512
 MAX_USER_LENGTH: Final = 255
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
