@@ -16,7 +16,6 @@ __all__ = [
     "BROKER",
     "CAN_SIGN_OUT",
     "DATABASE",
-    "DSN",
     "PUBLIC_PATHS",
     "SETTINGS",
     "STATS",
@@ -24,7 +23,6 @@ __all__ = [
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
-DSN = web.AppKey("dsn", str)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)
