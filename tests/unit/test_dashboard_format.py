@@ -11,9 +11,9 @@ from zapjobs_sse.server.http.pages import (
     chart_bars,
     format_duration,
     format_elapsed,
-    format_time,
     running_for,
 )
+from zapjobs_sse.server.http.times import format_time
 
 
 def test_durations_read_as_people_say_them() -> None:

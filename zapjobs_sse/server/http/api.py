@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,7 @@ from ..live.wire import (
 )
 from .errors import bad_request, not_found
 from .params import one, parse_cursor, parse_limit, parse_uuid
+from .times import utc_now
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -45,7 +46,6 @@ __all__ = [
     "parse_page_key",
     "parse_run_filter",
     "setup_api",
-    "utc_now",
     "workers_wire",
 ]
 
@@ -150,11 +150,6 @@ async def current_stats(app: web.Application) -> dict[str, Any]:
     if stats.latest is not None and app[BRIDGE].listening.is_set():
         return stats.latest
     return stats_wire(await app[DATABASE].stats(app[SETTINGS].stats_exact_limit))
-
-
-def utc_now() -> datetime:
-    """Now, as the naive UTC timestamps of the tables."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def workers_wire(rows: list[dict[str, Any]], stale_after: float) -> list[dict[str, Any]]:

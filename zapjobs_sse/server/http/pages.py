@@ -27,6 +27,7 @@ from ..live.wire import (
     log_wire,
     run_summary_wire,
     run_wire,
+    timestamp,
 )
 from .api import (
     RunFilter,
@@ -35,18 +36,17 @@ from .api import (
     list_dead_letter_rows,
     list_run_rows,
     parse_run_filter,
-    utc_now,
     workers_wire,
 )
 from .errors import not_found
 from .params import one, parse_cursor, parse_uuid
+from .times import format_time, utc_now
 
 __all__ = [
     "CHART_HEIGHT",
     "chart_bars",
     "format_duration",
     "format_elapsed",
-    "format_time",
     "running_for",
     "setup_pages",
 ]
@@ -71,15 +71,6 @@ STAT_CARDS = (
     ("total-runs", "totalRuns", "Runs"),
     ("total-log-entries", "totalLogEntries", "Log lines"),
 )
-
-
-def format_time(value: str | datetime | None) -> str:
-    """`YYYY-MM-DD HH:MM:SS` (UTC) from a wire timestamp or a naive UTC datetime."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return value[:10] + " " + value[11:19]
 
 
 def format_duration(ms: int | None) -> str:
@@ -272,7 +263,7 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "title": f"Run {run_id}",
         "run": run,
         "running_for": running_for(run, now),
-        "server_now": now.isoformat(timespec="milliseconds") + "Z",
+        "server_now": timestamp(now),
         "fields": [(key, value) for key, value in run.items()],
         "logs": logs,
         "logs_after": logs[-1]["cursor"] if logs else str(after),

@@ -35,9 +35,8 @@ from aiohttp.typedefs import Handler
 
 from ....settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
 from ...keys import CAN_SIGN_OUT, PUBLIC_PATHS, SETTINGS
-from ..api import utc_now
 from ..errors import answered, json_error
-from ..pages import format_time
+from ..times import format_time, utc_now
 
 __all__ = [
     "ACCESS_ENDED",
