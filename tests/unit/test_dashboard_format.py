@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from zapjobs_sse.server.http.api import chart_minutes
 from zapjobs_sse.server.http.pages import (
     CHART_HEIGHT,
     chart_bars,
@@ -13,6 +12,7 @@ from zapjobs_sse.server.http.pages import (
     format_elapsed,
     running_for,
 )
+from zapjobs_sse.server.http.readmodel import chart_minutes
 from zapjobs_sse.server.http.times import format_time
 
 

@@ -16,7 +16,6 @@ from aiohttp.typedefs import Handler
 
 from ...assets import WEB_DIR
 from ...db import LOG_PAGE, DatabaseError, DatabaseUnavailable
-from ...db.cursors import LogCursor
 from ..keys import CAN_SIGN_OUT, DATABASE, SETTINGS
 from ..live.wire import (
     DEAD_LETTER_STATUSES,
@@ -29,17 +28,16 @@ from ..live.wire import (
     run_wire,
     timestamp,
 )
-from .api import (
-    RunFilter,
-    chart_minutes,
-    current_stats,
-    list_dead_letter_rows,
-    list_run_rows,
-    parse_run_filter,
-    workers_wire,
-)
+from . import readmodel
 from .errors import not_found
-from .params import one, parse_cursor, parse_uuid
+from .params import (
+    RunFilter,
+    one,
+    parse_dead_letter_filter,
+    parse_log_after,
+    parse_run_filter,
+    parse_uuid,
+)
 from .times import format_time, utc_now
 
 __all__ = [
@@ -201,10 +199,10 @@ def _error_page(request: web.Request, status: int, message: str) -> web.Response
 @page("overview.html", "overview")
 async def overview(request: web.Request) -> dict[str, Any]:
     database = request.app[DATABASE]
-    stats = await current_stats(request.app)
-    runs, _ = await list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
-    workers = workers_wire(await database.all_workers(), request.app[SETTINGS].worker_stale_after)
-    minutes = chart_minutes(await database.runs_per_minute(), utc_now())
+    stats = await readmodel.current_stats(request.app)
+    runs, _ = await readmodel.list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
+    workers = await readmodel.current_workers(request.app)
+    minutes = await readmodel.recent_minutes(database)
     return {
         "title": "Overview",
         "stats": stats,
@@ -219,7 +217,7 @@ async def overview(request: web.Request) -> dict[str, Any]:
 @page("runs.html", "runs")
 async def runs_page(request: web.Request) -> dict[str, Any]:
     runs = parse_run_filter(request.query)
-    rows, next_cursor = await list_run_rows(request.app[DATABASE], runs)
+    rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
     status_name = _enum_text(RUN_STATUSES, runs.status)
     return {
         "title": "Runs",
@@ -249,8 +247,7 @@ async def go_to_run(request: web.Request) -> web.StreamResponse:
 @page("run.html", "run")
 async def run_page(request: web.Request) -> dict[str, Any]:
     run_id = parse_uuid("id", request.match_info["id"])
-    after_text = one(request.query, "after")
-    after = parse_cursor("after", after_text) if after_text else LogCursor.START
+    after_text, after = parse_log_after(request.query)
     database = request.app[DATABASE]
     row = await database.run(run_id)
     if row is None:
@@ -288,15 +285,14 @@ async def jobs_page(request: web.Request) -> dict[str, Any]:
 
 @page("workers.html", "workers")
 async def workers_page(request: web.Request) -> dict[str, Any]:
-    rows = await request.app[DATABASE].all_workers()
-    workers = workers_wire(rows, request.app[SETTINGS].worker_stale_after)
-    return {"title": "Workers", "workers": workers}
+    return {"title": "Workers", "workers": await readmodel.current_workers(request.app)}
 
 
 @page("dead_letter.html", "dead-letter")
 async def dead_letter_page(request: web.Request) -> dict[str, Any]:
-    status, rows, next_cursor = await list_dead_letter_rows(request.app[DATABASE], request.query)
-    status_name = _enum_text(DEAD_LETTER_STATUSES, status)
+    entries = parse_dead_letter_filter(request.query)
+    rows, next_cursor = await readmodel.list_dead_letter_rows(request.app[DATABASE], entries)
+    status_name = _enum_text(DEAD_LETTER_STATUSES, entries.status)
     return {
         "title": "Dead letter",
         "entries": [dead_letter_wire(row) for row in rows],
