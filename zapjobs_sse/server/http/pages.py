@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from ...assets import WEB_DIR
 from ...db import LOG_PAGE, DatabaseError, DatabaseUnavailable
-from ..keys import CAN_SIGN_OUT, DATABASE, SETTINGS
+from ..keys import DATABASE, SETTINGS
 from ..live.wire import (
     DEAD_LETTER_STATUSES,
     LOG_LEVELS,
@@ -30,6 +30,7 @@ from ..live.wire import (
 )
 from . import readmodel
 from .errors import not_found
+from .layout import render_page
 from .params import (
     RunFilter,
     one,
@@ -156,21 +157,11 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
                 log.error("page_database_error", path=request.path, error=str(error))
                 return _error_page(request, 503, "The database could not answer this request.")
             context.setdefault("page", name)
-            return aiohttp_jinja2.render_template(template, request, _with_common(request, context))
+            return render_page(template, request, context)
 
         return render
 
     return wrap
-
-
-def _with_common(request: web.Request, context: dict[str, Any]) -> dict[str, Any]:
-    settings = request.app[SETTINGS]
-    context["base"] = settings.normalized_base_path
-    context["poll_interval_ms"] = int(settings.poll_interval * 1000)
-    context.setdefault("page", "error")
-    context["rendered_at"] = format_time(utc_now())
-    context["can_sign_out"] = request.get(CAN_SIGN_OUT, False)
-    return context
 
 
 def _query(**values: str | None) -> str:
@@ -180,14 +171,8 @@ def _query(**values: str | None) -> str:
 
 def _error_page(request: web.Request, status: int, message: str) -> web.Response:
     titles = {400: "Bad request", 404: "Not found", 503: "Service unavailable"}
-    response = aiohttp_jinja2.render_template(
-        "error.html",
-        request,
-        _with_common(
-            request, {"status": status, "title": titles.get(status, "Error"), "message": message}
-        ),
-        status=status,
-    )
+    context = {"status": status, "title": titles.get(status, "Error"), "message": message}
+    response = render_page("error.html", request, context, status=status)
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp_jinja2
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -36,7 +35,7 @@ from aiohttp.typedefs import Handler
 from ....settings import MIN_TOKEN_LENGTH, Settings, SettingsError, is_loopback_host
 from ...keys import CAN_SIGN_OUT, PUBLIC_PATHS, SETTINGS
 from ..errors import answered, json_error
-from ..times import format_time, utc_now
+from ..layout import render_page
 
 __all__ = [
     "ACCESS_ENDED",
@@ -522,21 +521,14 @@ def access_ended_frame(request: web.Request, reason: str) -> bytes:
 def _render_login(
     request: web.Request, *, status: int = 200, error: str | None = None, next_path: str
 ) -> web.Response:
-    settings = request.app[SETTINGS]
     context = {
         "title": "Sign in",
         "page": "login",
-        "base": settings.normalized_base_path,
-        "poll_interval_ms": int(settings.poll_interval * 1000),
-        "rendered_at": format_time(utc_now()),
         "login_path": request.app[AUTHENTICATOR].login_path,
         "next_path": next_path,
         "error": error,
-        "can_sign_out": False,
     }
-    response: web.Response = aiohttp_jinja2.render_template(
-        "login.html", request, context, status=status
-    )
+    response = render_page("login.html", request, context, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
