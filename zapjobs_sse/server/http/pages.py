@@ -169,6 +169,33 @@ def _query(**values: str | None) -> str:
     return urlencode({key: value for key, value in values.items() if value})
 
 
+def _enum_text(names: tuple[str, ...], value: int | None) -> str:
+    """The filter as the form shows it: a name, a number ZapJobs does not name, or ''."""
+    if value is None:
+        return ""
+    return names[value] if value < len(names) else str(value)
+
+
+def _status_list(
+    statuses: tuple[str, ...],
+    status: int | None,
+    next_cursor: str | None,
+    first_page: bool,
+    **filters: str | None,
+) -> dict[str, Any]:
+    """What a list filtered by status and paged by key shows around its rows: the filter and
+    its choices, and the links to its newest page and to its next one (same filters)."""
+    status_name = _enum_text(statuses, status)
+    return {
+        "status": status_name,
+        "statuses": statuses,
+        "first_page": first_page,
+        "next": next_cursor,
+        "newest_query": _query(status=status_name, **filters),
+        "next_query": _query(status=status_name, **filters, before=next_cursor),
+    }
+
+
 def _error_page(request: web.Request, status: int, message: str) -> web.Response:
     titles = {400: "Bad request", 404: "Not found", 503: "Service unavailable"}
     context = {"status": status, "title": titles.get(status, "Error"), "message": message}
@@ -203,17 +230,12 @@ async def overview(request: web.Request) -> dict[str, Any]:
 async def runs_page(request: web.Request) -> dict[str, Any]:
     runs = parse_run_filter(request.query)
     rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
-    status_name = _enum_text(RUN_STATUSES, runs.status)
+    first_page = runs.before is None
     return {
         "title": "Runs",
         "runs": [run_summary_wire(row) for row in rows],
-        "next": next_cursor,
-        "status": status_name,
+        **_status_list(RUN_STATUSES, runs.status, next_cursor, first_page, job_type=runs.job_type),
         "job_type": runs.job_type or "",
-        "first_page": runs.before is None,
-        "newest_query": _query(status=status_name, job_type=runs.job_type),
-        "next_query": _query(status=status_name, job_type=runs.job_type, before=next_cursor),
-        "statuses": RUN_STATUSES,
         "page_size": runs.limit,
     }
 
@@ -255,13 +277,6 @@ async def run_page(request: web.Request) -> dict[str, Any]:
     }
 
 
-def _enum_text(names: tuple[str, ...], value: int | None) -> str:
-    """The filter as the form shows it: a name, a number ZapJobs does not name, or ''."""
-    if value is None:
-        return ""
-    return names[value] if value < len(names) else str(value)
-
-
 @page("jobs.html", "jobs")
 async def jobs_page(request: web.Request) -> dict[str, Any]:
     rows = await request.app[DATABASE].list_jobs()
@@ -277,16 +292,11 @@ async def workers_page(request: web.Request) -> dict[str, Any]:
 async def dead_letter_page(request: web.Request) -> dict[str, Any]:
     entries = parse_dead_letter_filter(request.query)
     rows, next_cursor = await readmodel.list_dead_letter_rows(request.app[DATABASE], entries)
-    status_name = _enum_text(DEAD_LETTER_STATUSES, entries.status)
+    first_page = "before" not in request.query
     return {
         "title": "Dead letter",
         "entries": [dead_letter_wire(row) for row in rows],
-        "next": next_cursor,
-        "status": status_name,
-        "statuses": DEAD_LETTER_STATUSES,
-        "first_page": "before" not in request.query,
-        "newest_query": _query(status=status_name),
-        "next_query": _query(status=status_name, before=next_cursor),
+        **_status_list(DEAD_LETTER_STATUSES, entries.status, next_cursor, first_page),
     }
 
 
