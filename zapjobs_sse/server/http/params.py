@@ -128,7 +128,7 @@ class RunFilter:
     limit: int
 
 
-def parse_run_filter(query: MultiMapping[str], default_limit: int = DEFAULT_PAGE) -> RunFilter:
+def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
     status = parse_enum(query, "status", RUN_STATUSES)
     job_type = one(query, "job_type")
     if job_type is not None and not job_type.strip():
@@ -136,7 +136,7 @@ def parse_run_filter(query: MultiMapping[str], default_limit: int = DEFAULT_PAGE
     if job_type is not None and "\x00" in job_type:
         bad_request("job_type: must not contain NUL characters")
     key = parse_page_key(query)
-    limit = parse_limit(query, default_limit, MAX_PAGE)
+    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
     before = RunPageKey(key[0], key[1]) if key else None
     return RunFilter(status, job_type, before, limit)
 
