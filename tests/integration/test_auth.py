@@ -17,7 +17,7 @@ from tests.conftest import RunningServer, make_settings
 from tests.routes import route_requests
 from tests.support import SSEClient, sse_connect
 from zapjobs_sse.server.app import create_app
-from zapjobs_sse.server.http.auth import SESSION_COOKIE
+from zapjobs_sse.server.http.auth.sessions import SESSION_COOKIE
 
 TOKEN = "tok-" + "a1b2c3d4" * 4
 OTHER_TOKEN = "tok-" + "e5f6a7b8" * 4

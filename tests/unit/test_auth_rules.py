@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from zapjobs_sse.cli import build_parser, main
-from zapjobs_sse.server.http.auth import SessionCodec, SignInThrottle, TokenStore, safe_next
+from zapjobs_sse.server.http.auth.authenticator import safe_next
+from zapjobs_sse.server.http.auth.sessions import SessionCodec
+from zapjobs_sse.server.http.auth.throttle import SignInThrottle
+from zapjobs_sse.server.http.auth.tokens import TokenStore
 from zapjobs_sse.settings import Settings, SettingsError, is_loopback_host
 
 TOKEN = "x" * 24

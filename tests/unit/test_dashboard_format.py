@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from zapjobs_sse.server.http.api import chart_minutes
 from zapjobs_sse.server.http.pages import (
     CHART_HEIGHT,
     chart_bars,
     format_duration,
     format_elapsed,
-    format_time,
     running_for,
 )
+from zapjobs_sse.server.http.readmodel import chart_minutes
+from zapjobs_sse.server.http.times import format_time
 
 
 def test_durations_read_as_people_say_them() -> None:

@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..db import Database, DatabaseError, DatabaseUnavailable
 from ..settings import Settings
 from .http.api import setup_api
-from .http.auth import authenticate, setup_auth
+from .http.auth.authenticator import authenticate
+from .http.auth.signin import setup_auth
 from .http.errors import json_error
 from .http.health import health, ready
 from .http.limits import STREAM_LIMITER, StreamLimiter
@@ -32,8 +34,6 @@ from .live.workers import WorkerWatch
 __all__ = ["create_app"]
 
 log = structlog.get_logger("zapjobs_sse.server.app")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -145,7 +145,7 @@ async def _end_streams(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     """The whole server for these settings (settings.dsn set, or libpq defaults)."""
     app = web.Application(
-        # Authentication guards every route, including any added later; see auth.py.
+        # Authentication guards every route, including any added later; see http/auth/.
         middlewares=[request_context, cors_preflight, authenticate],
         client_max_size=64 * 1024,
     )

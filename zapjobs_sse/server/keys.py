@@ -17,7 +17,6 @@ __all__ = [
     "BROKER",
     "CAN_SIGN_OUT",
     "DATABASE",
-    "DSN",
     "LOGS",
     "PUBLIC_PATHS",
     "SETTINGS",
@@ -26,7 +25,6 @@ __all__ = [
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
-DSN = web.AppKey("dsn", str)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)

@@ -39,9 +39,6 @@ class StreamLimiter:
         self.total = 0
         self._per_identity: dict[str, int] = {}
 
-    def open_streams(self, identity: str) -> int:
-        return self._per_identity.get(identity, 0)
-
     def acquire(self, identity: str) -> StreamSlot:
         """A slot for one more stream of `identity`; raises 429 when a limit is reached."""
         if self.total >= self.max_total:

@@ -12,11 +12,11 @@ import aiohttp_jinja2
 import jinja2
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ...assets import WEB_DIR
 from ...db import LOG_PAGE, DatabaseError, DatabaseUnavailable
-from ...db.cursors import LogCursor
-from ..keys import CAN_SIGN_OUT, DATABASE, SETTINGS
+from ..keys import DATABASE, SETTINGS
 from ..live.wire import (
     DEAD_LETTER_STATUSES,
     LOG_LEVELS,
@@ -26,26 +26,26 @@ from ..live.wire import (
     log_wire,
     run_summary_wire,
     run_wire,
+    timestamp,
 )
-from .api import (
-    RunFilter,
-    chart_minutes,
-    current_stats,
-    list_dead_letter_rows,
-    list_run_rows,
-    parse_run_filter,
-    utc_now,
-    workers_wire,
-)
+from . import readmodel
 from .errors import not_found
-from .params import one, parse_cursor, parse_uuid
+from .layout import render_page
+from .params import (
+    RunFilter,
+    one,
+    parse_dead_letter_filter,
+    parse_log_after,
+    parse_run_filter,
+    parse_uuid,
+)
+from .times import format_time, utc_now
 
 __all__ = [
     "CHART_HEIGHT",
     "chart_bars",
     "format_duration",
     "format_elapsed",
-    "format_time",
     "running_for",
     "setup_pages",
 ]
@@ -57,7 +57,6 @@ CHART_HEIGHT = 120
 CHART_BAR = 10
 
 Page = Callable[[web.Request], Awaitable[dict[str, Any]]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The overview's stat cards: element id suffix, StatsUpdated field, label.
 STAT_CARDS = (
@@ -71,15 +70,6 @@ STAT_CARDS = (
     ("total-runs", "totalRuns", "Runs"),
     ("total-log-entries", "totalLogEntries", "Log lines"),
 )
-
-
-def format_time(value: str | datetime | None) -> str:
-    """`YYYY-MM-DD HH:MM:SS` (UTC) from a wire timestamp or a naive UTC datetime."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return value[:10] + " " + value[11:19]
 
 
 def format_duration(ms: int | None) -> str:
@@ -167,21 +157,11 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
                 log.error("page_database_error", path=request.path, error=str(error))
                 return _error_page(request, 503, "The database could not answer this request.")
             context.setdefault("page", name)
-            return aiohttp_jinja2.render_template(template, request, _with_common(request, context))
+            return render_page(template, request, context)
 
         return render
 
     return wrap
-
-
-def _with_common(request: web.Request, context: dict[str, Any]) -> dict[str, Any]:
-    settings = request.app[SETTINGS]
-    context["base"] = settings.normalized_base_path
-    context["poll_interval_ms"] = int(settings.poll_interval * 1000)
-    context.setdefault("page", "error")
-    context["rendered_at"] = format_time(utc_now())
-    context["can_sign_out"] = request.get(CAN_SIGN_OUT, False)
-    return context
 
 
 def _query(**values: str | None) -> str:
@@ -189,16 +169,37 @@ def _query(**values: str | None) -> str:
     return urlencode({key: value for key, value in values.items() if value})
 
 
+def _enum_text(names: tuple[str, ...], value: int | None) -> str:
+    """The filter as the form shows it: a name, a number ZapJobs does not name, or ''."""
+    if value is None:
+        return ""
+    return names[value] if value < len(names) else str(value)
+
+
+def _status_list(
+    statuses: tuple[str, ...],
+    status: int | None,
+    next_cursor: str | None,
+    first_page: bool,
+    **filters: str | None,
+) -> dict[str, Any]:
+    """What a list filtered by status and paged by key shows around its rows: the filter and
+    its choices, and the links to its newest page and to its next one (same filters)."""
+    status_name = _enum_text(statuses, status)
+    return {
+        "status": status_name,
+        "statuses": statuses,
+        "first_page": first_page,
+        "next": next_cursor,
+        "newest_query": _query(status=status_name, **filters),
+        "next_query": _query(status=status_name, **filters, before=next_cursor),
+    }
+
+
 def _error_page(request: web.Request, status: int, message: str) -> web.Response:
     titles = {400: "Bad request", 404: "Not found", 503: "Service unavailable"}
-    response = aiohttp_jinja2.render_template(
-        "error.html",
-        request,
-        _with_common(
-            request, {"status": status, "title": titles.get(status, "Error"), "message": message}
-        ),
-        status=status,
-    )
+    context = {"status": status, "title": titles.get(status, "Error"), "message": message}
+    response = render_page("error.html", request, context, status=status)
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response
@@ -210,10 +211,10 @@ def _error_page(request: web.Request, status: int, message: str) -> web.Response
 @page("overview.html", "overview")
 async def overview(request: web.Request) -> dict[str, Any]:
     database = request.app[DATABASE]
-    stats = await current_stats(request.app)
-    runs, _ = await list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
-    workers = workers_wire(await database.all_workers(), request.app[SETTINGS].worker_stale_after)
-    minutes = chart_minutes(await database.runs_per_minute(), utc_now())
+    stats = await readmodel.current_stats(request.app)
+    runs, _ = await readmodel.list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
+    workers = await readmodel.current_workers(request.app)
+    minutes = await readmodel.recent_minutes(database)
     return {
         "title": "Overview",
         "stats": stats,
@@ -228,18 +229,13 @@ async def overview(request: web.Request) -> dict[str, Any]:
 @page("runs.html", "runs")
 async def runs_page(request: web.Request) -> dict[str, Any]:
     runs = parse_run_filter(request.query)
-    rows, next_cursor = await list_run_rows(request.app[DATABASE], runs)
-    status_name = _enum_text(RUN_STATUSES, runs.status)
+    rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
+    first_page = runs.before is None
     return {
         "title": "Runs",
         "runs": [run_summary_wire(row) for row in rows],
-        "next": next_cursor,
-        "status": status_name,
+        **_status_list(RUN_STATUSES, runs.status, next_cursor, first_page, job_type=runs.job_type),
         "job_type": runs.job_type or "",
-        "first_page": runs.before is None,
-        "newest_query": _query(status=status_name, job_type=runs.job_type),
-        "next_query": _query(status=status_name, job_type=runs.job_type, before=next_cursor),
-        "statuses": RUN_STATUSES,
         "page_size": runs.limit,
     }
 
@@ -258,8 +254,7 @@ async def go_to_run(request: web.Request) -> web.StreamResponse:
 @page("run.html", "run")
 async def run_page(request: web.Request) -> dict[str, Any]:
     run_id = parse_uuid("id", request.match_info["id"])
-    after_text = one(request.query, "after")
-    after = parse_cursor("after", after_text) if after_text else LogCursor.START
+    after_text, after = parse_log_after(request.query)
     database = request.app[DATABASE]
     row = await database.run(run_id)
     if row is None:
@@ -272,7 +267,7 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "title": f"Run {run_id}",
         "run": run,
         "running_for": running_for(run, now),
-        "server_now": now.isoformat(timespec="milliseconds") + "Z",
+        "server_now": timestamp(now),
         "fields": [(key, value) for key, value in run.items()],
         "logs": logs,
         "logs_after": logs[-1]["cursor"] if logs else str(after),
@@ -280,13 +275,6 @@ async def run_page(request: web.Request) -> dict[str, Any]:
         "started_after": after_text or "",
         "levels": LOG_LEVELS,
     }
-
-
-def _enum_text(names: tuple[str, ...], value: int | None) -> str:
-    """The filter as the form shows it: a name, a number ZapJobs does not name, or ''."""
-    if value is None:
-        return ""
-    return names[value] if value < len(names) else str(value)
 
 
 @page("jobs.html", "jobs")
@@ -297,24 +285,18 @@ async def jobs_page(request: web.Request) -> dict[str, Any]:
 
 @page("workers.html", "workers")
 async def workers_page(request: web.Request) -> dict[str, Any]:
-    rows = await request.app[DATABASE].all_workers()
-    workers = workers_wire(rows, request.app[SETTINGS].worker_stale_after)
-    return {"title": "Workers", "workers": workers}
+    return {"title": "Workers", "workers": await readmodel.current_workers(request.app)}
 
 
 @page("dead_letter.html", "dead-letter")
 async def dead_letter_page(request: web.Request) -> dict[str, Any]:
-    status, rows, next_cursor = await list_dead_letter_rows(request.app[DATABASE], request.query)
-    status_name = _enum_text(DEAD_LETTER_STATUSES, status)
+    entries = parse_dead_letter_filter(request.query)
+    rows, next_cursor = await readmodel.list_dead_letter_rows(request.app[DATABASE], entries)
+    first_page = "before" not in request.query
     return {
         "title": "Dead letter",
         "entries": [dead_letter_wire(row) for row in rows],
-        "next": next_cursor,
-        "status": status_name,
-        "statuses": DEAD_LETTER_STATUSES,
-        "first_page": "before" not in request.query,
-        "newest_query": _query(status=status_name),
-        "next_query": _query(status=status_name, before=next_cursor),
+        **_status_list(DEAD_LETTER_STATUSES, entries.status, next_cursor, first_page),
     }
 
 

@@ -5,24 +5,41 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from multidict import MultiMapping
 
+from ...db import RunPageKey
 from ...db.cursors import CursorError, LogCursor
 from ..live.broker import TOPICS, StreamFilter
+from ..live.wire import DEAD_LETTER_STATUSES, RUN_STATUSES, enum_value
 from .errors import bad_request
 
 __all__ = [
+    "DEFAULT_PAGE",
+    "MAX_LOG_PAGE",
+    "MAX_PAGE",
     "MAX_PARAMETER_LENGTH",
+    "DeadLetterFilter",
+    "RunFilter",
     "StreamParams",
+    "header_last_event_id",
     "one",
     "parse_cursor",
+    "parse_dead_letter_filter",
+    "parse_enum",
     "parse_limit",
+    "parse_log_after",
+    "parse_page_key",
+    "parse_run_filter",
     "parse_uuid",
 ]
 
 MAX_PARAMETER_LENGTH = 255
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+MAX_LOG_PAGE = 5000
 
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 
@@ -71,9 +88,78 @@ def parse_limit(query: MultiMapping[str], default: int, maximum: int) -> int:
     return int(text)
 
 
+def parse_enum(query: MultiMapping[str], parameter: str, names: tuple[str, ...]) -> int | None:
+    """An enum filter (`status`, `level`) as its integer; a name (any case) or a number;
+    400 naming the parameter otherwise."""
+    text = one(query, parameter)
+    if text is None or text == "":
+        return None
+    value = enum_value(names, text)
+    if value is None:
+        bad_request(f"{parameter}: {text[:64]!r} is not one of {', '.join(names)}")
+    return value
+
+
+def parse_page_key(query: MultiMapping[str]) -> tuple[datetime, str] | None:
+    """The `before` keyset cursor (`<micros>.<uuid>`, as the API hands out in `next`)."""
+    text = one(query, "before")
+    if text is None or text == "":
+        return None
+    try:
+        key = LogCursor.parse(text)
+    except CursorError as error:
+        bad_request(f"before: {text[:64]!r} is not a page cursor ({error})")
+    return key.timestamp, key.log_id
+
+
+def parse_log_after(query: MultiMapping[str]) -> tuple[str | None, LogCursor]:
+    """The `after` log cursor as given (None if absent) and as a cursor (the start if absent)."""
+    text = one(query, "after")
+    return text, parse_cursor("after", text) if text else LogCursor.START
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """The filters of the run list: status, job type, page key and page size."""
+
+    status: int | None
+    job_type: str | None
+    before: RunPageKey | None
+    limit: int
+
+
+def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
+    status = parse_enum(query, "status", RUN_STATUSES)
+    job_type = one(query, "job_type")
+    if job_type is not None and not job_type.strip():
+        job_type = None
+    if job_type is not None and "\x00" in job_type:
+        bad_request("job_type: must not contain NUL characters")
+    key = parse_page_key(query)
+    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
+    before = RunPageKey(key[0], key[1]) if key else None
+    return RunFilter(status, job_type, before, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """The filters of the dead-letter list: status, page key and page size."""
+
+    status: int | None
+    before: tuple[datetime, str] | None
+    limit: int
+
+
+def parse_dead_letter_filter(query: MultiMapping[str]) -> DeadLetterFilter:
+    status = parse_enum(query, "status", DEAD_LETTER_STATUSES)
+    before = parse_page_key(query)
+    limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
+    return DeadLetterFilter(status, before, limit)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamParams:
-    """The query of GET {base}/events (DESIGN section 3)."""
+    """The query of GET {base}/events (README.md, "Events": query parameters)."""
 
     filter: StreamFilter
     last_event_id: str | None

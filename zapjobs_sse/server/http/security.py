@@ -9,10 +9,11 @@ answer never says `*`, so credentials never go to an origin nobody configured.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Final
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 from multidict import istr
 
 from ..keys import SETTINGS
@@ -55,8 +56,6 @@ SECURITY_HEADERS: Final = {
 }
 
 CORS_MAX_AGE: Final = "600"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _allowed_origin(request: web.Request) -> str | None:

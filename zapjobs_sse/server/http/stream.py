@@ -18,7 +18,8 @@ from ...db import DatabaseError
 from ..keys import BROKER, DATABASE, LOGS, SETTINGS
 from ..live.frames import comment_frame, retry_frame
 from ..live.streams import close_stream, open_stream
-from .auth import ACCESS_ENDED, access_ended_frame, access_watch, identity_of
+from .auth.access import ACCESS_ENDED, access_ended_frame, access_watch
+from .auth.authenticator import identity_of
 from .limits import STREAM_LIMITER
 from .params import StreamParams, header_last_event_id
 
