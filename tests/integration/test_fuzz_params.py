@@ -19,7 +19,7 @@ from tests.support import Writer
 
 TOKEN = "tok-" + "a1b2c3d4" * 4
 
-# Every query parameter some route reads (DESIGN sections 3 and 4, the login page's next).
+# Every query parameter some route reads (README "Events" and "JSON API", the login page's next).
 PARAMETERS = (
     "run",
     "job_type",

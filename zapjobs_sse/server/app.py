@@ -24,7 +24,7 @@ from .http.metrics import METRICS, Metrics, metrics_endpoint
 from .http.pages import setup_pages
 from .http.security import cors_preflight, setup_security
 from .http.stream import stream_events
-from .keys import BRIDGE, BROKER, DATABASE, LOGS, PUBLIC_PATHS, SETTINGS, STATS, WORKERS
+from .keys import BRIDGE, BROKER, DATABASE, LOGS, PUBLIC_PATHS, SETTINGS, STATS
 from .live.bridge import Bridge
 from .live.broker import Broker
 from .live.logs import LogFollowing
@@ -92,7 +92,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         refresh=settings.stats_refresh,
         exact_limit=settings.stats_exact_limit,
     )
-    workers = app[WORKERS] = WorkerWatch(broker, settings.worker_stale_after)
+    workers = WorkerWatch(broker, settings.worker_stale_after)
     following = app[LOGS] = LogFollowing(broker, database)
     bridge = app[BRIDGE] = Bridge(
         settings.dsn or "",

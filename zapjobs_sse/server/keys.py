@@ -10,7 +10,6 @@ from .live.bridge import Bridge
 from .live.broker import Broker
 from .live.logs import LogFollowing
 from .live.stats import StatsCoalescer
-from .live.workers import WorkerWatch
 
 __all__ = [
     "BRIDGE",
@@ -21,7 +20,6 @@ __all__ = [
     "PUBLIC_PATHS",
     "SETTINGS",
     "STATS",
-    "WORKERS",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,7 +28,6 @@ BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)
 LOGS = web.AppKey("logs", LogFollowing)
 STATS = web.AppKey("stats", StatsCoalescer)
-WORKERS = web.AppKey("workers", WorkerWatch)
 # Set on requests that a session cookie signed in: the pages then offer "Sign out".
 CAN_SIGN_OUT = web.RequestKey("can_sign_out", bool)
 # Paths served without authentication (probes; /metrics when --metrics-open).

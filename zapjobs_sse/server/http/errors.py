@@ -6,7 +6,7 @@ from typing import NoReturn
 
 from aiohttp import web
 
-__all__ = ["answered", "bad_request", "json_error", "not_found"]
+__all__ = ["answered", "bad_request", "json_error", "not_found", "unavailable"]
 
 
 def json_error(status: int, message: str, **headers: str) -> web.Response:
@@ -21,6 +21,12 @@ def bad_request(message: str) -> NoReturn:
 
 def not_found(message: str) -> NoReturn:
     raise web.HTTPNotFound(
+        text=web.json_response({"error": message}).text, content_type="application/json"
+    )
+
+
+def unavailable(message: str) -> NoReturn:
+    raise web.HTTPServiceUnavailable(
         text=web.json_response({"error": message}).text, content_type="application/json"
     )
 

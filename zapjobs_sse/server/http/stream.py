@@ -20,6 +20,7 @@ from ..live.frames import comment_frame, retry_frame
 from ..live.streams import close_stream, open_stream
 from .auth.access import ACCESS_ENDED, access_ended_frame, access_watch
 from .auth.authenticator import identity_of
+from .errors import unavailable
 from .limits import STREAM_LIMITER
 from .params import StreamParams, header_last_event_id
 
@@ -119,9 +120,7 @@ async def _stream(
         )
     except DatabaseError as error:
         log.warning("stream_start_failed", error=str(error))
-        raise web.HTTPServiceUnavailable(
-            text='{"error": "database unavailable"}', content_type="application/json"
-        ) from None
+        unavailable("database unavailable")
     response = _EventStream()
     try:
         writer = await response.prepare(request)

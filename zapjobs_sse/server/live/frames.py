@@ -17,15 +17,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def event_frame(event_id: str, name: str, data: str) -> bytes:
-    """One `id:` / `event:` / `data:` frame; ids and names lose any CR, LF or NUL."""
-    event_id = _FIELD_UNSAFE.sub("", event_id)
+def event_frame(event_id: str | None, name: str, data: str) -> bytes:
+    """One `id:` / `event:` / `data:` frame (no `id:` line for an event that is not to be
+    resumed from); ids and names lose any CR, LF or NUL."""
     name = _FIELD_UNSAFE.sub("", name)
     if "\n" in data or "\r" in data:
         body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     else:
         body = f"data: {data}\n"
-    return f"id: {event_id}\nevent: {name}\n{body}\n".encode()
+    if event_id is None:
+        return f"event: {name}\n{body}\n".encode()
+    return f"id: {_FIELD_UNSAFE.sub('', event_id)}\nevent: {name}\n{body}\n".encode()
 
 
 def retry_frame(milliseconds: int) -> bytes:

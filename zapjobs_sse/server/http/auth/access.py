@@ -8,7 +8,7 @@ from typing import Final
 
 from aiohttp import web
 
-from ...live.frames import dumps
+from ...live.frames import dumps, event_frame
 from .authenticator import AUTHENTICATOR, PRINCIPAL, Principal
 from .tokens import TokenStore
 
@@ -53,4 +53,4 @@ def access_ended_frame(request: web.Request, reason: str) -> bytes:
     """The last frame of a stream whose credentials stopped holding: `auth_expired`, with
     the sign-in page to go to (no id: there is nothing to resume)."""
     login = request.app[AUTHENTICATOR].login_path
-    return f"event: auth_expired\ndata: {dumps({'reason': reason, 'login': login})}\n\n".encode()
+    return event_frame(None, "auth_expired", dumps({"reason": reason, "login": login}))
