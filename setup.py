@@ -43,6 +43,8 @@ setup(
             "pytest>=8",
             "pytest-aiohttp>=1.0.5",
             "pytest-timeout>=2.3",
+            "httpx>=0.27",
+            "httpx-sse>=0.4",
             "playwright>=1.45",
             "hypothesis>=6.100",
             "mypy>=1.10",

@@ -77,7 +77,7 @@ async def _curl_until_event(
     assert curl.stdout is not None
     try:
         first = await asyncio.wait_for(curl.stdout.readline(), 5)
-        assert first.startswith(b"retry:"), first
+        assert first in (b": connected\n", b": connected\r\n"), first  # the stream is open
         committed = time.monotonic()
         await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (run_id,))
         name = b""

@@ -16,7 +16,7 @@ from multidict import CIMultiDict, istr
 
 from ...db import DatabaseError
 from ..keys import BROKER, DATABASE, LOGS, SETTINGS
-from ..live.frames import comment_frame, retry_frame
+from ..live.frames import comment_frame, dumps, event_frame, with_retry
 from ..live.streams import close_stream, open_stream
 from .auth.access import ACCESS_ENDED, access_ended_frame, access_watch
 from .auth.authenticator import identity_of
@@ -25,6 +25,8 @@ from .limits import STREAM_LIMITER
 from .params import StreamParams, header_last_event_id
 
 __all__ = ["stream_events"]
+
+SHUTDOWN: Final = dumps({"reason": "shutdown"})
 
 log = structlog.get_logger("zapjobs_sse.server.http.stream")
 
@@ -134,21 +136,33 @@ async def _stream(
             topics=sorted(params.filter.topics),
             resumed=sub.resumed,
         )
-        await response.write(retry_frame(settings.retry_ms) + sub.take())  # with the headers
-        if transport is not None and isinstance(writer, StreamWriter):
-            sub.attach(_SocketSink(transport, writer.chunked))
+        # The retry hint rides in the block of the stream's first event: a block with no
+        # data but retry: is an empty event to some clients (httpx-sse).
+        first = sub.take()
+        await response.write(  # with the headers
+            with_retry(settings.retry_ms, first) if first else comment_frame("connected")
+        )
+        retry_ms = None if first else settings.retry_ms
+        direct = transport is not None and isinstance(writer, StreamWriter)
         while sub.close_reason is None:
+            if retry_ms is None and direct and sub.sink is None:
+                # The hint is out: from now on the broker may write to the socket directly.
+                assert transport is not None and isinstance(writer, StreamWriter)
+                sub.attach(_SocketSink(transport, writer.chunked))
             if await sub.wait(settings.heartbeat):
                 data = sub.take()
                 if data:
-                    await response.write(data)
+                    await response.write(data if retry_ms is None else with_retry(retry_ms, data))
+                    retry_ms = None
             else:
                 await response.write(comment_frame("heartbeat"))
             if sub.close_reason is None and (reason := access_ended()) is not None:
                 sub.close(reason)
         if sub.close_reason == "shutdown":
-            # Spread the reconnections of all clients over a few seconds.
-            await response.write(retry_frame(random.randint(500, 5000)))
+            # Come back in a few seconds, spread so that not every client comes at once.
+            await response.write(
+                with_retry(random.randint(500, 5000), event_frame(None, "reconnect", SHUTDOWN))
+            )
         elif sub.close_reason in ACCESS_ENDED:
             await response.write(access_ended_frame(request, sub.close_reason))
         log.info("stream_closed", reason=sub.close_reason)

@@ -164,6 +164,10 @@ class Subscription:
         """What to call to cut the connection when the buffer overflows."""
         self._abort = abort
 
+    @property
+    def sink(self) -> Sink | None:
+        return self._sink
+
     def attach(self, sink: Sink) -> None:
         """Let the broker's flush write to this stream's socket while its task is idle."""
         self._sink = sink

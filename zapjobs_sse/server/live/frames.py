@@ -6,15 +6,19 @@ import json
 import re
 from typing import Any
 
-__all__ = ["comment_frame", "dumps", "event_frame", "retry_frame"]
+__all__ = ["comment_frame", "dumps", "event_frame", "with_retry"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\0]")
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON that keeps non-ASCII text as it is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON that keeps non-ASCII text as it is, but for U+2028 and U+2029: valid
+    in JSON, they are line breaks to clients that split lines like str.splitlines()."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
 
 
 def event_frame(event_id: str | None, name: str, data: str) -> bytes:
@@ -30,8 +34,9 @@ def event_frame(event_id: str | None, name: str, data: str) -> bytes:
     return f"id: {_FIELD_UNSAFE.sub('', event_id)}\nevent: {name}\n{body}\n".encode()
 
 
-def retry_frame(milliseconds: int) -> bytes:
-    return f"retry: {int(milliseconds)}\n\n".encode()
+def with_retry(milliseconds: int, frames: bytes) -> bytes:
+    """The frames, with a reconnection delay hint in the block of the first one."""
+    return b"retry: %d\n%b" % (int(milliseconds), frames)
 
 
 def comment_frame(text: str = "") -> bytes:
