@@ -34,9 +34,8 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     """Database reachable, bridge listening, NOTIFY queue usage below the threshold."""
     threshold = request.app[SETTINGS].notify_queue_threshold
-    listening = request.app[BRIDGE].listening.is_set()
-    checks: dict[str, object] = {"bridge": "listening" if listening else "not_listening"}
-    ok = listening
+    checks: dict[str, object] = {}
+    ok = True
     try:
         # The bound covers waiting for a pool connection too, not only the query.
         async with asyncio.timeout(READY_DATABASE_TIMEOUT):
@@ -54,6 +53,10 @@ async def ready(request: web.Request) -> web.Response:
         checks["notifyQueueUsage"] = usage
         checks["notifyQueueThreshold"] = threshold
         ok = ok and usage < threshold
+    # Read last: the answer tells the bridge's state when it is sent, not before the wait.
+    listening = request.app[BRIDGE].listening.is_set()
+    checks["bridge"] = "listening" if listening else "not_listening"
+    ok = ok and listening
     return web.json_response(
         {"status": "ready" if ok else "not_ready", "checks": checks},
         status=200 if ok else 503,
