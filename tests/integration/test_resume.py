@@ -15,9 +15,14 @@ LINES = 10_000
 DISCONNECTS = 100
 
 
+@pytest.mark.parametrize("logs_after", [False, True], ids=["last-event-id", "and-logs-after"])
 async def test_log_lines_survive_a_hundred_forced_disconnects(
-    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer, logs_after: bool
 ) -> None:
+    # last-event-id: the client reconnects to the same URL (all lines from the start) with
+    # Last-Event-ID, as an EventSource does: lines arrive twice unless the server resumes
+    # from the id, and are lost unless it replays exactly what the client missed.
+    # and-logs-after: the dashboard's way, the cursor of its last line offered too.
     run_id = await writer.insert_run(status=2)
     received: list[tuple[str, str]] = []  # (id, message)
     last_event_id: str | None = None
@@ -42,9 +47,10 @@ async def test_log_lines_survive_a_hundred_forced_disconnects(
         last_event_id = client.last_id or last_event_id
 
     async def connect_once(duration: float) -> None:
-        # Always offer both: the server resumes from Last-Event-ID when it can prove
-        # the replay complete, and otherwise sends resync and replays from the cursor.
-        url = server.path(f"events?run={run_id}&topics=&logs_after={last_cursor}")
+        # With both, the server resumes from Last-Event-ID when it can prove the replay
+        # complete, and otherwise sends resync and replays from the cursor.
+        start = last_cursor if logs_after else "0.00000000-0000-0000-0000-000000000000"
+        url = server.path(f"events?run={run_id}&topics=&logs_after={start}")
         headers = {"Last-Event-ID": last_event_id} if last_event_id else None
         async with sse_connect(http, url, headers) as client:
             await asyncio.sleep(duration)
@@ -67,6 +73,8 @@ async def test_log_lines_survive_a_hundred_forced_disconnects(
     assert len(received) == len(set(received)), "a line arrived twice"
     assert received == stored
     assert resumed > DISCONNECTS / 2, f"only {resumed} of {DISCONNECTS} reconnects resumed"
+    if not logs_after:
+        assert resynced == 0  # every reconnect was replayed from the ring
 
 
 @pytest.mark.parametrize(
