@@ -69,7 +69,9 @@ async def test_sigterm_with_a_thousand_clients_ends_every_stream_and_exits_in_ti
     exited_in = time.monotonic() - started
     await asyncio.wait_for(asyncio.gather(*readers), 10)
     assert code == 0
-    assert exited_in < GRACE + 2, f"exit took {exited_in:.1f} s"
+    # Every stream ends as soon as it is told, so the exit never waits for the grace
+    # period (measured 0.3 s here; 2 s leaves room for a loaded machine, not for GRACE).
+    assert exited_in < 2.0, f"exit took {exited_in:.1f} s"
     assert sum(s.ended_cleanly for s in streams) == CLIENTS
     # Each stream was told when to come back (spread over a few seconds), then closed.
     assert sum(bool(s.retry_hints) for s in streams) == CLIENTS
@@ -97,5 +99,5 @@ async def test_sigterm_during_a_postgres_outage_exits(private_postgres: PrivateP
     exited_in = time.monotonic() - started
     await asyncio.wait_for(stream.read_to_end(), 5)
     assert code == 0
-    assert exited_in < GRACE + 2, f"exit took {exited_in:.1f} s"
+    assert exited_in < 2.0, f"exit took {exited_in:.1f} s"  # the outage holds nothing up
     print(f"SIGTERM during outage: exited in {exited_in:.2f} s")
