@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_settings as settings_for
 from tests.support import Writer, sse_connect
-from zapjobs_sse.db import Database
 from zapjobs_sse.server.app import create_app
 from zapjobs_sse.server.keys import BRIDGE, PUBLIC_PATHS
 
@@ -89,22 +88,6 @@ async def test_ready_reports_database_bridge_and_notify_queue(
     assert checks["database"] == "ok" and checks["bridge"] == "listening"
     assert checks["notifyQueue"] == "ok" and checks["notifyQueueThreshold"] == 0.25
     assert 0 <= checks["notifyQueueUsage"] < 0.25
-
-
-async def test_ready_is_503_when_notify_queue_usage_reaches_threshold(
-    start_app: ServerFactory, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def usage(self: Database, timeout: float = 2.0) -> float:
-        return 0.6
-
-    monkeypatch.setattr(Database, "notification_queue_usage", usage)
-    server = await start_app(notify_queue_threshold=0.5)
-    async with http.get(server.make_url("/zapjobs/ready")) as response:
-        body = await response.json()
-        assert response.status == 503
-    assert body["status"] == "not_ready"
-    assert body["checks"]["notifyQueue"] == "above_threshold"
-    assert body["checks"]["notifyQueueUsage"] == 0.6
 
 
 async def test_ready_follows_the_listen_connection(

@@ -61,9 +61,10 @@ async def test_boundary_payloads_in_every_run_text_column(writer: Writer, size: 
         (multibyte(size) + "!", run_id),
     )
     stored = await writer.execute(
-        "SELECT error_message, progress_message FROM zapjobs.runs WHERE id = %s", (run_id,)
+        f"SELECT status, {columns} FROM zapjobs.runs WHERE id = %s", (run_id,)
     )
-    assert stored == [(multibyte(size) + "!", values["progress_message"])]
+    expected = {**values, "error_message": multibyte(size) + "!"}
+    assert stored == [(4, *expected.values())]  # every column exactly as written
 
 
 async def test_huge_and_multibyte_log_lines_are_stored_unchanged(writer: Writer) -> None:
