@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import string
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -175,3 +176,72 @@ async def test_fuzzed_credentials_are_refused_never_a_5xx(server: RunningServer)
         assert status in (400, 401), (status, headers)
 
     await asyncio.to_thread(check)
+
+
+def _post(url: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+# Names a POST body of some route reads: the sign-in form, the actions' forms and JSON.
+FIELDS = ("token", "next", "csrf", "input", "status", "job_type", "idempotency_key", "confirm")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+bodies = st.one_of(
+    st.lists(st.tuples(st.sampled_from(FIELDS), plausible_values), max_size=5).map(
+        lambda fields: ("application/x-www-form-urlencoded", urlencode(fields).encode())
+    ),
+    json_values.map(lambda value: ("application/json", json.dumps(value).encode())),
+    st.binary(max_size=300).map(lambda raw: ("application/json", raw)),
+    st.binary(max_size=300).map(lambda raw: ("application/x-www-form-urlencoded", raw)),
+    st.binary(max_size=300).map(lambda raw: ("text/plain", raw)),
+)
+
+
+def _fuzz_posts(url: str, routes: list[RouteRequest], headers: dict[str, str]) -> None:
+    @FUZZ
+    @given(
+        route=st.sampled_from(routes),
+        body=bodies,
+        odd_id=st.none() | st.text(min_size=1, max_size=70),
+        origin=st.sampled_from([None, url.rstrip("/").rsplit("/", 1)[0], "https://evil.example"]),
+    )
+    def check(
+        route: RouteRequest, body: tuple[str, bytes], odd_id: str | None, origin: str | None
+    ) -> None:
+        path = route.path
+        if route.formatter is not None and odd_id is not None:
+            path = route.formatter.format(id=quote(odd_id, safe=""))
+        content_type, data = body
+        sent = headers | {"Content-Type": content_type}
+        if origin is not None:
+            sent["Origin"] = origin
+        status = _post(url, path, data, sent)
+        assert status < 500, f"{status} POST {path} {content_type} {data!r}"
+
+    check()
+
+
+def _posted_routes(**overrides: Any) -> list[RouteRequest]:
+    return [route for route in route_requests(**overrides) if route.method in ("POST", "*")]
+
+
+@pytest.mark.parametrize("server_settings", [AUTH_SETTINGS])
+async def test_every_post_body_of_every_route_is_a_4xx_at_worst(server: RunningServer) -> None:
+    routes = _posted_routes(**AUTH_SETTINGS)
+    assert {"login", "logout"} <= {r.name for r in routes}
+    await asyncio.to_thread(_fuzz_posts, server.url, routes, {})
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    await asyncio.to_thread(_fuzz_posts, server.url, routes, bearer)
