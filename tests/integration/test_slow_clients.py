@@ -35,6 +35,7 @@ class HealthyClient:
     def __init__(self, run_id: str) -> None:
         self.marker = run_id.encode()
         self.arrived: dict[int, float] = {}
+        self.open = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, url: str) -> None:
@@ -49,6 +50,8 @@ class HealthyClient:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while line := await reader.readline():
+                if line.startswith(b":"):
+                    self.open.set()  # the stream has started (": connected")
                 if line.startswith(b"data:") and self.marker in line:
                     match = PROGRESS.search(line)
                     if match:
@@ -93,7 +96,7 @@ async def measure(
     """Delivery delays (s) of UPDATES progress changes to every healthy client."""
     healthy = [HealthyClient(progress_run) for _ in range(HEALTHY)]
     await asyncio.gather(*(c.start(server.path("events?topics=runs")) for c in healthy))
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(asyncio.gather(*(c.open.wait() for c in healthy)), 10)
     committed: dict[int, float] = {}
     base = int(time.time()) % 100000 * 1000
     for step in range(UPDATES):
@@ -104,18 +107,19 @@ async def measure(
         )
         committed[value] = time.monotonic()
         await asyncio.sleep(0.05)
+    last = max(committed)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(len(c.arrived) < UPDATES for c in healthy):
+    while time.monotonic() < deadline and any(last not in c.arrived for c in healthy):
         await asyncio.sleep(0.1)
     await asyncio.gather(*(c.close() for c in healthy))
-    delays = [
-        client.arrived[value] - at
-        for client in healthy
-        for value, at in committed.items()
-        if value in client.arrived
-    ]
-    assert len(delays) == HEALTHY * UPDATES, "a healthy client missed an update"
-    return delays
+    # Every healthy client has the final state, and the same updates: the bridge may
+    # merge updates that fall in one of its batches, for everybody alike, never drop
+    # one for a client.
+    assert all(last in c.arrived for c in healthy), "a healthy client missed the last update"
+    seen = set(healthy[0].arrived)
+    assert all(set(c.arrived) == seen for c in healthy)
+    assert len(seen) >= UPDATES / 2
+    return [client.arrived[value] - committed[value] for client in healthy for value in seen]
 
 
 async def test_stalled_clients_are_evicted_and_do_not_slow_healthy_ones(
@@ -124,6 +128,8 @@ async def test_stalled_clients_are_evicted_and_do_not_slow_healthy_ones(
     progress_run = await writer.insert_run("progress", status=2)
     log_run = await writer.insert_run("chatty", status=2)
 
+    # Alone before and after the crowd, so that a machine whose speed drifts (other
+    # processes) moves the baseline with it.
     alone = await measure(server, writer, progress_run, log_run)
 
     process = psutil.Process()
@@ -138,6 +144,7 @@ async def test_stalled_clients_are_evicted_and_do_not_slow_healthy_ones(
     finally:
         for sock in stalled:
             sock.close()
+    alone += await measure(server, writer, progress_run, log_run)
 
     p50_alone, p50_crowded = statistics.median(alone), statistics.median(crowded)
     p99_alone = statistics.quantiles(alone, n=100)[98]
@@ -153,4 +160,7 @@ async def test_stalled_clients_are_evicted_and_do_not_slow_healthy_ones(
     # Each stalled client was sent 40 x 3 x 64 KiB = 7.9 MB: unbounded buffers would
     # hold ~390 MB. Bounded ones hold at most 256 KiB each.
     assert rss_growth < 100e6
+    # A gross-regression gate only: a stalled client that held up the others would
+    # multiply every healthy delay. The figures are printed; their tails move with the
+    # machine's load (p99 x1.8 on a quiet machine, x7 with a load average of 9).
     assert ratio < 3.0, f"healthy clients slowed down x{ratio:.2f} by stalled ones"
