@@ -110,14 +110,18 @@ def parse_limit(query: MultiMapping[str], default: int, maximum: int) -> int:
 
 
 def parse_enum(query: MultiMapping[str], parameter: str, names: tuple[str, ...]) -> int | None:
-    """An enum filter (`status`, `level`) as its integer; a name (any case) or a number;
-    400 naming the parameter otherwise."""
+    """An enum filter (`status`, `level`) as its integer: a name (any case) or the number
+    of one (0 to len(names) - 1); 400 naming the parameter otherwise, for every enum
+    filter of the API and the pages alike."""
     text = one(query, parameter)
     if text is None or text == "":
         return None
     value = enum_value(names, text)
-    if value is None:
-        bad_request(f"{parameter}: {text[:64]!r} is not one of {', '.join(names)}")
+    if value is None or value >= len(names):
+        bad_request(
+            f"{parameter}: {text[:64]!r} is not one of {', '.join(names)}"
+            f" (or their numbers, 0 to {len(names) - 1})"
+        )
     return value
 
 
