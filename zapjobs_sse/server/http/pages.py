@@ -46,6 +46,7 @@ from .times import format_time, utc_now
 __all__ = [
     "CHART_HEIGHT",
     "chart_bars",
+    "error_page",
     "format_duration",
     "format_elapsed",
     "running_for",
@@ -151,7 +152,7 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
             try:
                 context = await handler(request)
             except (web.HTTPBadRequest, web.HTTPNotFound) as error:
-                return _error_page(request, error.status, _error_message(error))
+                return error_page(request, error.status, _error_message(error))
             except DatabaseError as error:
                 return _database_error_page(request, error)
             context.setdefault("page", name)
@@ -194,7 +195,7 @@ def _status_list(
     }
 
 
-def _error_page(request: web.Request, status: int, message: str, **extra: Any) -> web.Response:
+def error_page(request: web.Request, status: int, message: str, **extra: Any) -> web.Response:
     """web/templates/error.html; `extra` adds to its context (go_to_run_id, matches)."""
     titles = {
         300: "Several runs",
@@ -213,9 +214,9 @@ def _error_page(request: web.Request, status: int, message: str, **extra: Any) -
 def _database_error_page(request: web.Request, error: DatabaseError) -> web.Response:
     if isinstance(error, DatabaseUnavailable):
         log.warning("page_database_unavailable", path=request.path, error=str(error))
-        return _error_page(request, 503, "The database cannot be reached right now.")
+        return error_page(request, 503, "The database cannot be reached right now.")
     log.error("page_database_error", path=request.path, error=str(error))
-    return _error_page(request, 503, "The database could not answer this request.")
+    return error_page(request, 503, "The database could not answer this request.")
 
 
 # -- pages ----------------------------------------------------------------------------
@@ -266,16 +267,16 @@ async def go_to_run(request: web.Request) -> web.StreamResponse:
             raise web.HTTPSeeOther(f"{base}/runs/{uuid.UUID(prefix)}")
         ids = await request.app[DATABASE].run_ids_starting_with(prefix)
     except web.HTTPBadRequest as error:
-        return _error_page(request, 400, _error_message(error), go_to_run_id=text)
+        return error_page(request, 400, _error_message(error), go_to_run_id=text)
     except DatabaseError as error:
         return _database_error_page(request, error)
     if len(ids) == 1:
         raise web.HTTPSeeOther(f"{base}/runs/{ids[0]}")
     if not ids:
         message = f"No run id starts with {prefix}."
-        return _error_page(request, 404, message, go_to_run_id=text)
+        return error_page(request, 404, message, go_to_run_id=text)
     message = f"More than one run id starts with {prefix}: type more of it, or choose one."
-    return _error_page(request, 300, message, go_to_run_id=text, matches=ids)
+    return error_page(request, 300, message, go_to_run_id=text, matches=ids)
 
 
 @page("run.html", "run")
