@@ -95,6 +95,23 @@ async def test_the_openapi_document_describes_these_answers(
     assert str(MAX_HEADER_FIELD) in spec["info"]["description"]
 
 
+async def test_head_on_the_stream_answers_its_headers_without_a_body(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    async with asyncio.timeout(5):  # a GET would stream until the server stops
+        response, text = await answer(http, "HEAD", server.path("events?topics=runs"))
+    assert response.status == 200 and text == ""
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    # The same checks of the query as GET.
+    response, _ = await answer(http, "HEAD", server.path("events?run=not-a-uuid"))
+    assert response.status == 400 and response.content_type == "application/json"
+    # HEAD opens nothing: the process's stream count stays at zero.
+    _, metrics = await answer(http, "GET", server.path("metrics"))
+    assert "\nzapjobs_sse_open_streams 0.0\n" in metrics
+
+
 async def test_a_missing_static_file_is_a_404_typed_as_text(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
