@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.support import Writer, sse_connect
+from zapjobs_sse.server.live.wire import DEAD_LETTER_STATUSES, LOG_LEVELS, RUN_STATUSES
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -184,6 +185,34 @@ async def test_bad_parameters_are_400_naming_the_parameter(
 ) -> None:
     body = await get_json(http, server.path(path), status=400)
     assert body["error"].startswith(parameter)
+
+
+async def test_every_enum_filter_takes_names_or_their_numbers_and_refuses_the_rest(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    """One rule for status and level, in the API and on the pages: a documented name (any
+    case) or its number; any other number, in range of nothing, is a 400 naming it."""
+    run_id = await writer.insert_run("email")
+    filters = [
+        ("api/runs", "status", RUN_STATUSES),
+        (f"api/runs/{run_id}/logs", "level", LOG_LEVELS),
+        ("api/dead-letter", "status", DEAD_LETTER_STATUSES),
+        ("runs", "status", RUN_STATUSES),
+        ("dead-letter", "status", DEAD_LETTER_STATUSES),
+    ]
+    for path, parameter, names in filters:
+        accepted = [*names, names[-1].upper(), *map(str, range(len(names))), ""]
+        for value in accepted:
+            async with http.get(server.path(path), params={parameter: value}) as response:
+                assert response.status == 200, (path, value, await response.text())
+        for value in (str(len(names)), "99", "-1", "1.5", "+1", "0x1", "Unknown(99)"):
+            async with http.get(server.path(path), params={parameter: value}) as response:
+                text = await response.text()
+                assert response.status == 400, (path, value, text)
+                if path.startswith("api/"):
+                    assert (await response.json())["error"].startswith(parameter)
+                else:
+                    assert response.content_type == "text/html" and parameter in text
 
 
 async def test_unknown_run_is_404_json(server: RunningServer, http: aiohttp.ClientSession) -> None:

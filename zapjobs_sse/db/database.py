@@ -256,6 +256,15 @@ class Database:
     async def run(self, run_id: str) -> Row | None:
         return await self.fetch_one("run_by_id", {"id": run_id})
 
+    async def run_ids_starting_with(self, prefix: str) -> list[str]:
+        """The ids of at most two runs whose id starts with these hex digits (1 to 32,
+        lower case, no hyphens): none, the one, or two when the prefix is ambiguous."""
+        rows = await self.fetch(
+            "run_ids_in_range",
+            {"low": prefix.ljust(32, "0"), "high": prefix.ljust(32, "f")},
+        )
+        return [str(row["id"]) for row in rows]
+
     async def list_runs(
         self,
         *,

@@ -6,22 +6,24 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from aiohttp.web_urldispatcher import MatchInfoError
 
 from ..db import Database, DatabaseError, DatabaseUnavailable
 from ..settings import Settings
 from .http.api import setup_api
 from .http.auth.authenticator import authenticate
 from .http.auth.signin import setup_auth
-from .http.errors import json_error
+from .http.errors import answered, json_error
 from .http.health import health, ready
 from .http.limits import STREAM_LIMITER, StreamLimiter
 from .http.metrics import METRICS, Metrics, metrics_endpoint
-from .http.pages import setup_pages
+from .http.pages import error_page, setup_pages
 from .http.security import cors_preflight, setup_security
 from .http.stream import stream_events
 from .keys import BRIDGE, BROKER, DATABASE, LOGS, PUBLIC_PATHS, SETTINGS, STATS
@@ -72,6 +74,63 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+@web.middleware
+def routing_errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """What the router answers by itself (no route for the path, not that method, no such
+    static file) in the app's own forms instead of aiohttp's bare text: a JSON error for
+    the API, the stream and the probes, the styled error page for everything else.
+
+    Inside `authenticate`: without credentials an unknown path is refused like any other.
+    A plain function, like security.cors_preflight (no frame kept per open stream).
+    """
+    match_info = request.match_info
+    if isinstance(match_info, MatchInfoError):
+        return answered(_routing_error(request, match_info.http_exception))
+    resource = match_info.route.resource
+    if isinstance(resource, web.StaticResource) and not _static_file_exists(
+        resource, match_info.get("filename", "")
+    ):
+        # Not aiohttp's empty 404 typed application/octet-stream.
+        return answered(web.Response(status=404, text="404: no such file\n"))
+    return handler(request)
+
+
+def _routing_error(request: web.Request, error: web.HTTPException) -> web.Response:
+    allow = error.headers.get(hdrs.ALLOW)
+    headers = {hdrs.ALLOW: allow} if allow is not None else {}
+    methods = (allow or "").replace(",", ", ")
+    base = request.app[SETTINGS].normalized_base_path
+    path = request.path
+    if path == f"{base}/api" or path.startswith(f"{base}/api/") or path in _not_pages(base):
+        if error.status == 405:
+            message = f"method not allowed: {request.method}; this endpoint takes {methods}"
+        else:
+            message = f"not found: no endpoint at this path (see {base}/api/openapi.json)"
+        return json_error(error.status, message, **headers)
+    if error.status == 405:
+        message = f"This page does not answer {request.method} requests, only {methods}."
+    else:
+        message = "There is no page at this address."
+    response = error_page(request, error.status, message)
+    response.headers.update(headers)
+    return response
+
+
+def _not_pages(base: str) -> frozenset[str]:
+    """The routes outside {base}/api that answer JSON (or text), not pages."""
+    return frozenset(f"{base}/{name}" for name in ("events", "health", "ready", "metrics"))
+
+
+def _static_file_exists(resource: web.StaticResource, filename: str) -> bool:
+    """Whether the static route has this file (a stat: the files are few and cached)."""
+    directory = Path(resource.get_info()["directory"])
+    try:
+        path = (directory / filename).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return False
+    return path.is_relative_to(directory) and path.is_file()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -146,7 +205,7 @@ def create_app(settings: Settings) -> web.Application:
     """The whole server for these settings (settings.dsn set, or libpq defaults)."""
     app = web.Application(
         # Authentication guards every route, including any added later; see http/auth/.
-        middlewares=[request_context, cors_preflight, authenticate],
+        middlewares=[request_context, cors_preflight, authenticate, routing_errors],
         client_max_size=64 * 1024,
     )
     app[SETTINGS] = settings

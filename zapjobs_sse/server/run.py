@@ -16,6 +16,7 @@ from ..db.migrate import apply_migrations
 from ..settings import Settings
 from ..signals import wait_for_stop_signal
 from .app import create_app
+from .http.runner import DashboardRunner
 
 __all__ = [
     "freeze_startup_objects",
@@ -30,7 +31,7 @@ log = structlog.get_logger("zapjobs_sse.server.run")
 async def serve_app(settings: Settings) -> AsyncIterator[str]:
     """Serve create_app(settings) until the block ends; yields the dashboard URL."""
     app = create_app(settings)
-    runner = web.AppRunner(
+    runner = DashboardRunner(
         app,
         handler_cancellation=True,
         access_log=None,

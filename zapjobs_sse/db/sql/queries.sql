@@ -46,6 +46,16 @@ SELECT * FROM zapjobs.runs WHERE id = ANY(%(ids)s::uuid[])
 -- name: run_by_id --
 SELECT * FROM zapjobs.runs WHERE id = %(id)s::uuid
 
+-- name: run_ids_in_range --
+-- The go-to-run box's id prefix as a range of the primary key (uuid order is byte
+-- order, so a hex prefix padded with 0s and with fs bounds exactly the ids it starts):
+-- an index range scan whatever the number of runs. Two rows are enough to say that a
+-- prefix is ambiguous.
+SELECT id FROM zapjobs.runs
+WHERE id >= %(low)s::uuid AND id <= %(high)s::uuid
+ORDER BY id
+LIMIT 2
+
 -- name: list_runs --
 -- Keyset pagination, newest first: rows strictly after the (created_at, id) key.
 SELECT * FROM zapjobs.runs

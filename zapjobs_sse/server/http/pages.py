@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from .params import (
     parse_dead_letter_filter,
     parse_log_after,
     parse_run_filter,
+    parse_run_id_prefix,
     parse_uuid,
 )
 from .times import format_time, utc_now
@@ -44,6 +46,7 @@ from .times import format_time, utc_now
 __all__ = [
     "CHART_HEIGHT",
     "chart_bars",
+    "error_page",
     "format_duration",
     "format_elapsed",
     "running_for",
@@ -149,13 +152,9 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
             try:
                 context = await handler(request)
             except (web.HTTPBadRequest, web.HTTPNotFound) as error:
-                return _error_page(request, error.status, _error_message(error))
-            except DatabaseUnavailable as error:
-                log.warning("page_database_unavailable", path=request.path, error=str(error))
-                return _error_page(request, 503, "The database cannot be reached right now.")
+                return error_page(request, error.status, _error_message(error))
             except DatabaseError as error:
-                log.error("page_database_error", path=request.path, error=str(error))
-                return _error_page(request, 503, "The database could not answer this request.")
+                return _database_error_page(request, error)
             context.setdefault("page", name)
             return render_page(template, request, context)
 
@@ -196,13 +195,28 @@ def _status_list(
     }
 
 
-def _error_page(request: web.Request, status: int, message: str) -> web.Response:
-    titles = {400: "Bad request", 404: "Not found", 503: "Service unavailable"}
+def error_page(request: web.Request, status: int, message: str, **extra: Any) -> web.Response:
+    """web/templates/error.html; `extra` adds to its context (go_to_run_id, matches)."""
+    titles = {
+        300: "Several runs",
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        503: "Service unavailable",
+    }
     context = {"status": status, "title": titles.get(status, "Error"), "message": message}
-    response = render_page("error.html", request, context, status=status)
+    response = render_page("error.html", request, context | extra, status=status)
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response
+
+
+def _database_error_page(request: web.Request, error: DatabaseError) -> web.Response:
+    if isinstance(error, DatabaseUnavailable):
+        log.warning("page_database_unavailable", path=request.path, error=str(error))
+        return error_page(request, 503, "The database cannot be reached right now.")
+    log.error("page_database_error", path=request.path, error=str(error))
+    return error_page(request, 503, "The database could not answer this request.")
 
 
 # -- pages ----------------------------------------------------------------------------
@@ -241,14 +255,28 @@ async def runs_page(request: web.Request) -> dict[str, Any]:
 
 
 async def go_to_run(request: web.Request) -> web.StreamResponse:
-    """The header's "go to run" box: a run id to its page."""
+    """The header's "go to run" box: a run id, or its first 8 hex digits or more (the
+    short ids of the tables), to the run's page. A prefix of no run (404) or of several
+    (300, with links to two of them) says so on a page whose box holds what was typed."""
     base = request.app[SETTINGS].normalized_base_path
-    text = (one(request.query, "id") or "").strip()
+    text = ""
     try:
-        run_id = parse_uuid("id", text)
+        text = (one(request.query, "id") or "").strip()
+        prefix = parse_run_id_prefix("id", text)
+        if len(prefix) == 32:  # a whole id: the run page says if there is no such run
+            raise web.HTTPSeeOther(f"{base}/runs/{uuid.UUID(prefix)}")
+        ids = await request.app[DATABASE].run_ids_starting_with(prefix)
     except web.HTTPBadRequest as error:
-        return _error_page(request, 400, _error_message(error))
-    raise web.HTTPSeeOther(f"{base}/runs/{run_id}")
+        return error_page(request, 400, _error_message(error), go_to_run_id=text)
+    except DatabaseError as error:
+        return _database_error_page(request, error)
+    if len(ids) == 1:
+        raise web.HTTPSeeOther(f"{base}/runs/{ids[0]}")
+    if not ids:
+        message = f"No run id starts with {prefix}."
+        return error_page(request, 404, message, go_to_run_id=text)
+    message = f"More than one run id starts with {prefix}: type more of it, or choose one."
+    return error_page(request, 300, message, go_to_run_id=text, matches=ids)
 
 
 @page("run.html", "run")

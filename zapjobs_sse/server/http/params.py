@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "parse_log_after",
     "parse_page_key",
     "parse_run_filter",
+    "parse_run_id_prefix",
     "parse_uuid",
 ]
 
@@ -40,6 +42,9 @@ MAX_PARAMETER_LENGTH = 255
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_LOG_PAGE = 5000
+# The short ids the tables show are a run id's first 8 hex digits.
+MIN_ID_PREFIX = 8
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 
@@ -72,6 +77,22 @@ def parse_uuid(name: str, text: str) -> str:
         bad_request(f"{name}: {text[:64]!r} is not a UUID")
 
 
+def parse_run_id_prefix(name: str, text: str) -> str:
+    """A run id or the start of one, as lower-case hex digits without hyphens: a whole
+    UUID (in any form uuid.UUID reads), or its first 8 hex digits or more (hyphens
+    ignored, as in a piece of the canonical text); 400 otherwise."""
+    with contextlib.suppress(ValueError):
+        if len(text) <= 64:
+            return uuid.UUID(text).hex
+    digits = text.replace("-", "").lower()
+    if not MIN_ID_PREFIX <= len(digits) <= 32 or not _HEX_DIGITS.issuperset(digits):
+        bad_request(
+            f"{name}: {text[:64]!r} is neither a run id nor its first "
+            f"{MIN_ID_PREFIX} hex digits or more"
+        )
+    return digits
+
+
 def parse_cursor(name: str, text: str) -> LogCursor:
     try:
         return LogCursor.parse(text)
@@ -89,14 +110,18 @@ def parse_limit(query: MultiMapping[str], default: int, maximum: int) -> int:
 
 
 def parse_enum(query: MultiMapping[str], parameter: str, names: tuple[str, ...]) -> int | None:
-    """An enum filter (`status`, `level`) as its integer; a name (any case) or a number;
-    400 naming the parameter otherwise."""
+    """An enum filter (`status`, `level`) as its integer: a name (any case) or the number
+    of one (0 to len(names) - 1); 400 naming the parameter otherwise, for every enum
+    filter of the API and the pages alike."""
     text = one(query, parameter)
     if text is None or text == "":
         return None
     value = enum_value(names, text)
-    if value is None:
-        bad_request(f"{parameter}: {text[:64]!r} is not one of {', '.join(names)}")
+    if value is None or value >= len(names):
+        bad_request(
+            f"{parameter}: {text[:64]!r} is not one of {', '.join(names)}"
+            f" (or their numbers, 0 to {len(names) - 1})"
+        )
     return value
 
 

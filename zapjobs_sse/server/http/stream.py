@@ -86,10 +86,17 @@ class _SocketSink:
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    """Stream the events the query asks for, until the client or the server goes away."""
+    """Stream the events the query asks for, until the client or the server goes away
+    (HEAD: the stream's headers only)."""
     settings = request.app[SETTINGS]
     params = StreamParams.parse(request.query, settings.max_filters)
     last_event_id = header_last_event_id(request.headers) or params.last_event_id
+    if request.method == hdrs.METH_HEAD:
+        # The headers that GET starts with, after the same checks (credentials, query),
+        # and no body: nothing is subscribed, so no stream slot is taken either.
+        head = web.StreamResponse(headers=_STREAM_HEADERS)
+        await head.prepare(request)
+        return head
 
     identity = identity_of(request)
     # The credentials are checked again at every wake-up (at least every heartbeat).
