@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL as the commands use it."""
+"""The embedded PostgreSQL as the commands use it: an old data directory, a shared server."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import repo_root
-from tests.support import environment_without_database
+from tests.conftest import PrivatePostgres, repo_root
+from tests.support import Writer, environment_without_database
 
 JOBS = "tests.integration.executor_jobs:registry"
 
@@ -102,3 +102,44 @@ async def test_a_data_directory_the_server_cannot_start_in_is_one_line(tmp_path:
     errors = [line for line in output.splitlines() if line.startswith("zapjobs-sse: error:")]
     assert len(errors) == 1, output
     assert str(data_dir) in errors[0] and "initdb failed" in errors[0]
+
+
+async def test_only_the_last_process_to_let_go_stops_the_embedded_server(
+    private_postgres: PrivatePostgres,
+) -> None:
+    # This process runs the server (as `serve` would); enqueue and worker attach to it.
+    data_dir = private_postgres.folder / "pgdata"
+    connection = ["--data-dir", str(data_dir), "--jobs", JOBS]
+    code, output = await _command("enqueue", "takes-a-second", *connection)
+    assert code == 0, output
+    assert "embedded_postgres_detached" in _events(output)
+    assert "embedded_postgres_stopped" not in _events(output)
+
+    writer = Writer(private_postgres.dsn)
+    try:
+        completed = asyncio.Event()
+
+        async def wait_for_the_run() -> None:
+            while not await writer.execute("SELECT 1 FROM zapjobs.runs WHERE status = 3"):
+                await asyncio.sleep(0.1)  # status 3: Completed
+            completed.set()
+
+        waiting = asyncio.create_task(wait_for_the_run())
+        code, output = await _command("worker", *connection, until_stopped=completed)
+        waiting.cancel()
+        assert completed.is_set(), output
+        assert code == 0, output
+        assert "embedded_postgres_detached" in _events(output)
+        assert "embedded_postgres_stopped" not in _events(output)
+        # The server is still there for its owner.
+        assert await writer.execute("SELECT count(*) FROM zapjobs.runs") == [(1,)]
+    finally:
+        writer.close()
+
+    # Alone with the data directory, a command starts the server and stops it again.
+    await asyncio.to_thread(private_postgres.stop)
+    code, output = await _command("migrate", "--data-dir", str(data_dir))
+    assert code == 0, output
+    events = _events(output)
+    assert "embedded_postgres_stopped" in events and "embedded_postgres_detached" not in events
+    assert not (data_dir / "postmaster.pid").exists()

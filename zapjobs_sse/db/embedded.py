@@ -81,7 +81,11 @@ def _check_data_dir_version(data_dir: Path) -> None:
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL server in a local data directory, reached over a Unix socket."""
+    """A PostgreSQL server in a local data directory, reached over a Unix socket.
+
+    Several processes may use the server of one data directory: the first starts it, the
+    others attach to it, and the last one to let go stops it.
+    """
 
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
@@ -112,11 +116,17 @@ class EmbeddedPostgres:
             ) from None
         return self._server.get_uri()
 
-    def stop(self) -> None:
-        """Stop the server unless another process of ours still uses it."""
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+    def stop(self) -> bool:
+        """Let go of the server, which stops unless another process still uses it.
+
+        Returns whether the server is stopped now (this process was the last to use it)."""
+        if self._server is None:
+            return False
+        server, self._server = self._server, None
+        server.cleanup()
+        # PostgreSQL removes postmaster.pid last thing when it stops (pg_ctl -w waits for
+        # that); the process itself may linger a moment longer, so it is no witness.
+        return not (self.data_dir / "postmaster.pid").exists()
 
 
 @asynccontextmanager
@@ -129,8 +139,10 @@ async def embedded_postgres(data_dir: str | Path) -> AsyncIterator[str]:
     try:
         yield dsn
     finally:
-        await asyncio.to_thread(server.stop)
-        log.info("embedded_postgres_stopped")
+        if await asyncio.to_thread(server.stop):
+            log.info("embedded_postgres_stopped", data_dir=str(server.data_dir))
+        else:  # another process (a server, a worker) still uses it
+            log.info("embedded_postgres_detached", data_dir=str(server.data_dir))
 
 
 @asynccontextmanager
