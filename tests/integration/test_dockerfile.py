@@ -108,5 +108,6 @@ def test_build_context_holds_what_the_image_needs(tmp_path: Path) -> None:
     for migration in (repo_root() / "migrations").glob("*.sql"):
         assert (package / "migrations" / migration.name).is_file(), migration.name
     assert (package / "web" / "templates" / "base.html").is_file()
-    assert (package / "sql" / "queries.sql").is_file()
+    assert (package / "db" / "sql" / "queries.sql").is_file()
+    assert (package / "executor" / "sql" / "executor.sql").is_file()
     assert (package / "cli.py").is_file()
