@@ -62,6 +62,11 @@ setup(
     entry_points={"console_scripts": ["zapjobs-sse = zapjobs_sse.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Programming Language :: Python :: Implementation :: CPython",
         "Framework :: aiohttp",
         "Topic :: System :: Monitoring",
     ],
