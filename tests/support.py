@@ -24,7 +24,6 @@ __all__ = [
     "Writer",
     "create_database",
     "drop_database",
-    "environment_without_database",
     "with_database",
 ]
 
@@ -214,16 +213,6 @@ async def sse_connect(
         yield client
     finally:
         await client.close()
-
-
-def environment_without_database() -> dict[str, str]:
-    """This process's environment without the ZAPJOBS_* and libpq PG* variables: a command
-    run with it uses the embedded PostgreSQL of its --data-dir."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PG") and not key.startswith("ZAPJOBS_")
-    }
 
 
 def test_dsn_from_env() -> str | None:

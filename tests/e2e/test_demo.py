@@ -7,7 +7,6 @@ import contextlib
 import re
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from tests.conftest import repo_root
-from tests.support import environment_without_database
+from tests.conftest import start_command
 
 URL_LINE = re.compile(r"dashboard at (http://\S+/)")
 
@@ -48,22 +46,7 @@ async def completed_runs(http: aiohttp.ClientSession, url: str) -> int:
 async def test_demo_shows_completed_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo-pgdata"
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zapjobs_sse",
-        "demo",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(free_port()),
-        "--log-format",
-        "json",
-        cwd=repo_root(),
-        env=environment_without_database(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await start_command("demo", "--data-dir", str(data_dir), "--port", str(free_port()))
     output: list[str] = []
     url_found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 

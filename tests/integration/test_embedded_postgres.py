@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PrivatePostgres, repo_root
-from tests.support import Writer, environment_without_database
+from tests.conftest import PrivatePostgres, start_command
+from tests.support import Writer
 
 JOBS = "tests.integration.executor_jobs:registry"
 
@@ -19,18 +18,7 @@ JOBS = "tests.integration.executor_jobs:registry"
 async def _command(*args: str, until_stopped: asyncio.Event | None = None) -> tuple[int, str]:
     """Run `zapjobs-sse ARGS` against the embedded server of its --data-dir; its exit code
     and everything it wrote. With `until_stopped`, SIGTERM it once the event is set."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zapjobs_sse",
-        *args,
-        "--log-format",
-        "json",
-        cwd=repo_root(),
-        env=environment_without_database(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await start_command(*args)
     output = asyncio.create_task(process.communicate())
     if until_stopped is not None:
         waiting = asyncio.create_task(until_stopped.wait())
