@@ -18,6 +18,7 @@ from .errors import bad_request
 
 __all__ = [
     "DEFAULT_PAGE",
+    "DEFAULT_TOPICS",
     "MAX_LOG_PAGE",
     "MAX_PAGE",
     "MAX_PARAMETER_LENGTH",
@@ -42,6 +43,8 @@ MAX_PAGE = 500
 MAX_LOG_PAGE = 5000
 
 _NO_NAMES: Final[frozenset[str]] = frozenset()
+# The global part of a stream that names no topics: the audit trail only when asked for.
+DEFAULT_TOPICS: Final = TOPICS - {"activity"}
 
 
 def one(query: MultiMapping[str], name: str) -> str | None:
@@ -179,7 +182,7 @@ class StreamParams:
                 f"run, job_type: {len(runs) + len(job_types)} filters, at most {max_filters}"
             )
         topics_text = one(query, "topics")
-        topics = TOPICS
+        topics = DEFAULT_TOPICS
         if topics_text is not None:
             names = {name.strip() for name in topics_text.split(",") if name.strip()}
             unknown = sorted(names - TOPICS)
