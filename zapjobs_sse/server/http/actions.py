@@ -32,7 +32,6 @@ from ..live.wire import (
     RUN_STATUSES,
     dead_letter_wire,
     enum_name,
-    enum_value,
     job_wire,
     run_wire,
 )
@@ -234,7 +233,7 @@ def _refusal(request: web.Request, fields: Mapping[str, Any]) -> str | None:
 
 def _target(kind: str, text: str) -> str:
     if kind == "job":
-        if not text.strip() or len(text) > MAX_PARAMETER_LENGTH or "\x00" in text:
+        if not text or len(text) > MAX_PARAMETER_LENGTH or "\x00" in text:
             raise _Invalid(f"id: {text[:64]!r} is not a job type id")
         return text
     try:
@@ -244,14 +243,14 @@ def _target(kind: str, text: str) -> str:
 
 
 def _bulk_filter(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The dead-letter page's filter: status (a name or number) and job_type."""
-    status_value = fields.get("status")
-    status: int | None = None
-    if status_value not in (None, ""):
-        status = enum_value(DEAD_LETTER_STATUSES, str(status_value))
-        if status is None or isinstance(status_value, bool):
-            names = ", ".join(DEAD_LETTER_STATUSES)
-            raise _Invalid(f"status: {str(status_value)[:64]!r} is not one of {names}")
+    """The dead-letter page's filter: status (a name, as the page's filter gives it) and
+    job_type."""
+    status = fields.get("status")
+    if status == "":
+        status = None
+    if status is not None and status not in DEAD_LETTER_STATUSES:
+        names = ", ".join(DEAD_LETTER_STATUSES)
+        raise _Invalid(f"status: {str(status)[:64]!r} is not one of {names}")
     job_type = fields.get("job_type")
     if job_type is not None and not isinstance(job_type, str):
         raise _Invalid("job_type: must be a string")
@@ -259,10 +258,7 @@ def _bulk_filter(fields: Mapping[str, Any]) -> dict[str, Any]:
         raise _Invalid("job_type: not a job type id")
     if job_type is not None:
         job_type = job_type.strip() or None
-    return {
-        "status": enum_name(DEAD_LETTER_STATUSES, status),
-        "job_type": job_type,
-    }
+    return {"status": status, "job_type": job_type}
 
 
 def _idempotency_key(request: web.Request, act: Act, fields: Mapping[str, Any]) -> str | None:
