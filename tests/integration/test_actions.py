@@ -414,3 +414,17 @@ async def test_the_activity_is_recorded_paged_and_streamed_to_its_viewers(
         html = await page_response.text()
         assert page_response.status == 200
     assert html.count("data-activity-id=") == 7 and "<script>" not in html
+
+
+@pytest.mark.parametrize("server_settings", [{"idempotency_hours": 0.0001}])
+async def test_an_idempotency_key_is_forgotten_after_its_time(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    await define(writer)
+    url, key = server.path("api/jobs/email/trigger"), {"Idempotency-Key": "k"}
+    first = await post(http, url, {}, 201, key)
+    assert await post(http, url, {}, 201, key) == first
+    await asyncio.sleep(0.5)  # 0.0001 h
+    assert (await post(http, url, {}, 201, key))["id"] != first["id"]
+    (runs,) = await writer.execute("SELECT count(*) FROM zapjobs.runs")
+    assert runs[0] == 2

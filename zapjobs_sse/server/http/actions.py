@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -41,12 +42,32 @@ from .layout import render_page
 from .notice import leave_notice
 from .params import MAX_PARAMETER_LENGTH, parse_uuid
 
-__all__ = ["Outcome", "setup_actions"]
+__all__ = ["IDEMPOTENCY_KEYS", "IdempotencyKeys", "Outcome", "setup_actions"]
 
 # Dead-letter statuses an action leaves an entry in.
 REQUEUED, DISCARDED, ARCHIVED = 1, 2, 3
 CANCELLABLE: Final = ("Pending", "Scheduled", "Running", "AwaitingRetry")
 MAX_KEY_LENGTH: Final = 255
+
+
+class IdempotencyKeys:
+    """When this process last forgot the expired idempotency keys: at most once an hour,
+    after an action (an expired key that is still there is claimed anew anyway)."""
+
+    def __init__(self, hours: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hours = hours
+        self._clock = clock
+        self._forgot_at = -float("inf")
+
+    def due(self) -> bool:
+        now = self._clock()
+        if now - self._forgot_at < 3600:
+            return False
+        self._forgot_at = now
+        return True
+
+
+IDEMPOTENCY_KEYS = web.AppKey("idempotency_keys", IdempotencyKeys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +330,7 @@ async def _perform_one(
 ) -> tuple[Outcome, Row | None]:
     """One transaction: key, change, audit row, stored answer. (The audit row is None for
     a replayed answer: the first request was recorded.)"""
-    hours = request.app[SETTINGS].idempotency_hours
+    hours = request.app[IDEMPOTENCY_KEYS].hours
     async with request.app[DATABASE].transaction() as tx:
         if key is not None and not await tx.claim_idempotency_key(key, hours):
             return _replayed(await tx.idempotency_answer(key)), None
@@ -324,7 +345,7 @@ async def _perform_bulk(
     request: web.Request, act: Act, bulk_filter: Mapping[str, Any], key: str | None
 ) -> tuple[Outcome, Row | None]:
     """Batches of one transaction each until the filter matches no Pending entry."""
-    database, hours = request.app[DATABASE], request.app[SETTINGS].idempotency_hours
+    database, hours = request.app[DATABASE], request.app[IDEMPOTENCY_KEYS].hours
     if key is not None:
         async with database.transaction() as tx:
             if not await tx.claim_idempotency_key(key, hours):
@@ -420,6 +441,9 @@ def _handler(
             outcome, row = await _perform_one(request, act, perform, key)
         if row is not None:
             announce(request.app, row)
+        keys = request.app[IDEMPOTENCY_KEYS]
+        if keys.due():
+            await request.app[DATABASE].forget_idempotency_keys(keys.hours)
         return _answer(request, act, outcome, form)
 
     return handle
@@ -453,6 +477,7 @@ ROUTES: Final[tuple[tuple[str, str, str, Perform | None], ...]] = (
 def setup_actions(app: web.Application) -> None:
     """The actions' routes: under {base}/api for scripts, under {base} for the forms."""
     base = app[SETTINGS].normalized_base_path
+    app[IDEMPOTENCY_KEYS] = IdempotencyKeys(app[SETTINGS].idempotency_hours)
     for path, action, kind, perform in ROUTES:
         name = f"{kind}_{action}" + ("_all" if "{id}" not in path else "")
         app.router.add_post(
