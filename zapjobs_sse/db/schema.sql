@@ -229,3 +229,8 @@ CREATE TABLE zapjobs.sse_idempotency (
 );
 
 CREATE INDEX sse_idempotency_created_idx ON zapjobs.sse_idempotency (created_at);
+
+-- The dead letter's entries by status, oldest first: the bulk actions' batches and the
+-- dead-letter page's status filter (007, which builds it CONCURRENTLY).
+CREATE INDEX sse_dead_letter_status_moved_idx
+    ON zapjobs.dead_letter (status, moved_at, id);
