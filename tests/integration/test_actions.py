@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import psycopg2
 import pytest
+import structlog.testing
 
 from tests.conftest import RunningServer
 from tests.support import Writer, sse_connect
@@ -428,3 +429,29 @@ async def test_an_idempotency_key_is_forgotten_after_its_time(
     assert (await post(http, url, {}, 201, key))["id"] != first["id"]
     (runs,) = await writer.execute("SELECT count(*) FROM zapjobs.runs")
     assert runs[0] == 2
+
+
+async def test_a_form_notice_is_signed_and_read_once_and_the_action_is_logged(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    run_id = await insert_run(writer, COMPLETED)
+    with structlog.testing.capture_logs() as logs:
+        async with http.post(
+            server.path(f"runs/{run_id}/cancel"), data={}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            assert response.headers["Location"] == f"/zapjobs/runs/{run_id}"
+            notice = response.cookies["zapjobs_notice"]
+    assert notice["httponly"] and notice["samesite"] == "Strict"
+    (logged,) = [entry for entry in logs if entry["event"] == "action_performed"]
+    assert (logged["action"], logged["outcome"], logged["target_id"]) == (
+        "cancel",
+        "conflict",
+        run_id,
+    )
+    for value in (notice.value, notice.value[:-2] + "xx"):
+        async with http.get(
+            server.path("runs"), headers={"Cookie": f"zapjobs_notice={value}"}
+        ) as page:
+            assert page.status == 200
+            assert page.cookies["zapjobs_notice"].value == ""  # read once
