@@ -72,20 +72,22 @@ async def test_operators_act_viewers_get_403_and_no_credentials_401(
         async with http.post(url, headers=bearer(token)) as response:
             assert response.status == 403
             assert "viewer" in (await response.json())["error"]
+    async with http.post(url, data=b"{not json", headers=bearer(VIEWER_TOKEN)) as response:
+        assert response.status == 403  # who may act comes before what the body says
     async with http.post(url) as response:
         assert response.status == 401
     async with http.post(url, headers=bearer("x" * 40)) as response:
         assert response.status == 401
     assert await status_of(writer, run_id) == 0  # nothing written
     refused = await trail(writer)
-    assert [row[2:4] for row in refused] == [("forbidden", 403), ("forbidden", 403)]
+    assert [row[2:4] for row in refused] == [("forbidden", 403)] * 3
     assert all(row[0].startswith("token:") for row in refused)
     async with http.post(url, headers=bearer(OPERATOR_TOKEN)) as response:
         assert response.status == 200
     assert await status_of(writer, run_id) == 5
     # The viewer still reads everything.
     async with http.get(server.path("api/activity"), headers=bearer(VIEWER_TOKEN)) as response:
-        assert len((await response.json())["activity"]) == 3
+        assert len((await response.json())["activity"]) == 4
 
 
 @pytest.mark.parametrize("server_settings", [ROLE_SETTINGS])

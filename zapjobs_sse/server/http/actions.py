@@ -169,7 +169,7 @@ async def retry(tx: Transaction, act: Act) -> Outcome:
 
 async def _dead_letter_rows(tx: Transaction, act: Act, limit: int) -> list[Row]:
     """The Pending entries this action changed (the one target, or a batch of the filter)."""
-    job_type = act.fields.get("job_type")
+    job_type = act.fields.get("job_type") if act.target is None else None
     if act.action == "requeue":
         return await tx.requeue_dead_letter(
             entry_id=act.target, job_type=job_type, limit=limit, identity=act.identity
@@ -238,13 +238,18 @@ async def _fields(request: web.Request, form: bool) -> Mapping[str, Any]:
     return body
 
 
-def _refusal(request: web.Request, fields: Mapping[str, Any]) -> str | None:
-    """Why this request may not act at all, if it may not."""
+def _role_refusal(request: web.Request) -> str | None:
+    """Why this requester may not act at all (--read-only, a viewer), if it may not."""
     principal = request[PRINCIPAL]
     if request.app[SETTINGS].read_only:
         return "read-only: this dashboard takes no actions (--read-only)"
     if not principal.is_operator:
         return f"forbidden: {principal.identity} is a viewer; actions need the operator role"
+    return None
+
+
+def _forgery_refusal(request: web.Request, fields: Mapping[str, Any]) -> str | None:
+    """Why this request may be a forgery (another site's page posting), if it may be."""
     supplied = request.headers.get("X-CSRF-Token") or fields.get("csrf_token")
     forgery = request.app[AUTHENTICATOR].forgery_refusal(
         request, supplied if isinstance(supplied, str) else None
@@ -419,11 +424,15 @@ def _handler(
         act = Act(action, kind, text, {}, request[PRINCIPAL].identity, settings.action_batch_size)
         bulk_filter: dict[str, Any] | None = None
         try:
-            fields = await _fields(request, form)
-            act = replace(act, fields=fields)
-            refusal = _refusal(request, fields)
+            # Who may act first: a viewer's request is a 403, whatever its body.
+            refusal = _role_refusal(request)
+            fields = await _fields(request, form) if form else {}
+            refusal = refusal or _forgery_refusal(request, fields)
             if refusal is not None:
                 return await _refused(request, act, _error(403, "forbidden", refusal), form)
+            if not form:
+                fields = await _fields(request, form)
+            act = replace(act, fields=fields)
             if text is not None:
                 act = replace(act, target=_target(kind, text))
             if perform is None:
