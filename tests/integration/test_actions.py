@@ -310,6 +310,8 @@ async def test_bulk_actions_change_every_matching_entry_in_batches(
     await insert_dead_letter(writer, 30, "email")
     await insert_dead_letter(writer, 4, "report")
     await insert_dead_letter(writer, 3, "email", status=2)
+    async with http.get(server.path("api/dead-letter?job_type=report&status=Pending")) as listed:
+        assert len((await listed.json())["deadLetter"]) == 4  # the page's filter
     answer = await post(
         http, server.path("api/dead-letter/requeue"), {"status": "Pending", "job_type": "email"}
     )

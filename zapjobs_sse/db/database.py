@@ -391,12 +391,18 @@ class Database:
         return await self.fetch("list_jobs")
 
     async def list_dead_letter(
-        self, *, status: int | None, before: tuple[datetime, str] | None, limit: int
+        self,
+        *,
+        status: int | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+        job_type: str | None = None,
     ) -> list[Row]:
         return await self.fetch(
             "list_dead_letter",
             {
                 "status": status,
+                "job_type": job_type,
                 "before_moved": before[0] if before else None,
                 "before_id": before[1] if before else None,
                 "limit": limit,

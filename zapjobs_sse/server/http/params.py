@@ -30,6 +30,7 @@ __all__ = [
     "parse_cursor",
     "parse_dead_letter_filter",
     "parse_enum",
+    "parse_job_type",
     "parse_limit",
     "parse_log_after",
     "parse_page_key",
@@ -131,13 +132,19 @@ class RunFilter:
     limit: int
 
 
-def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
-    status = parse_enum(query, "status", RUN_STATUSES)
+def parse_job_type(query: MultiMapping[str]) -> str | None:
+    """The `job_type` filter of a list (None when absent or blank)."""
     job_type = one(query, "job_type")
     if job_type is not None and not job_type.strip():
         job_type = None
     if job_type is not None and "\x00" in job_type:
         bad_request("job_type: must not contain NUL characters")
+    return job_type
+
+
+def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
+    status = parse_enum(query, "status", RUN_STATUSES)
+    job_type = parse_job_type(query)
     key = parse_page_key(query)
     limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
     before = RunPageKey(key[0], key[1]) if key else None
@@ -146,18 +153,20 @@ def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterFilter:
-    """The filters of the dead-letter list: status, page key and page size."""
+    """The filters of the dead-letter list: status, page key, page size and job type (the
+    filter a bulk action of the page takes too)."""
 
     status: int | None
     before: tuple[datetime, str] | None
     limit: int
+    job_type: str | None = None
 
 
 def parse_dead_letter_filter(query: MultiMapping[str]) -> DeadLetterFilter:
     status = parse_enum(query, "status", DEAD_LETTER_STATUSES)
     before = parse_page_key(query)
     limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
-    return DeadLetterFilter(status, before, limit)
+    return DeadLetterFilter(status, before, limit, parse_job_type(query))
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,10 @@ async def list_dead_letter_rows(
 ) -> tuple[list[Row], str | None]:
     """One page of dead-letter entries (newest first) and the cursor of the next page."""
     rows = await database.list_dead_letter(
-        status=entries.status, before=entries.before, limit=entries.limit + 1
+        status=entries.status,
+        job_type=entries.job_type,
+        before=entries.before,
+        limit=entries.limit + 1,
     )
     return _one_page(rows, entries.limit, "moved_at")
 
