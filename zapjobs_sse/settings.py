@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "MIN_TOKEN_LENGTH",
+    "OPERATOR",
+    "ROLES",
+    "VIEWER",
     "Settings",
     "SettingsError",
     "add_arguments",
@@ -22,9 +25,15 @@ __all__ = [
     "setting_fields",
     "settings_from_args",
     "split_list",
+    "token_entry",
 ]
 
 MIN_TOKEN_LENGTH = 16
+
+# Roles: a viewer reads everything; an operator also acts (trigger, cancel, retry, ...).
+VIEWER = "viewer"
+OPERATOR = "operator"
+ROLES = (VIEWER, OPERATOR)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -127,10 +136,16 @@ class Settings:
         False, "Allow --auth none on an address that is not a loopback address (unsafe)."
     )
     tokens: str | None = _setting(
-        None, "Access tokens, comma separated (at least 16 characters each).", secret=True
+        None,
+        "Access tokens, comma separated (at least 16 characters each), each optionally "
+        "preceded by its role: 'operator <token>' or 'viewer <token>' (a bare token is a viewer).",
+        secret=True,
     )
     tokens_file: str | None = _setting(
-        None, "File of access tokens, one per line ('#' comments); re-read when it changes."
+        None,
+        "File of access tokens, one per line ('#' comments), each optionally preceded by its "
+        "role: 'operator <token>' or 'viewer <token>' (a bare token is a viewer); re-read "
+        "when it changes.",
     )
     session_secret: str | None = _setting(
         None,
@@ -154,6 +169,24 @@ class Settings:
     )
     trusted_proxies: str = _setting(
         "", "Addresses (CIDRs, comma separated) whose --proxy-user-header is believed."
+    )
+    proxy_groups_header: str = _setting(
+        "X-Forwarded-Groups",
+        "Header holding the user's groups (comma separated), set by the authenticating proxy.",
+    )
+    operator_groups: str = _setting(
+        "",
+        "Groups (comma separated) whose members are operators in --auth proxy mode; "
+        "everybody else is a viewer.",
+    )
+    read_only: bool = _setting(
+        False, "Refuse every action (trigger, cancel, retry, dead letter, enable) to everybody."
+    )
+    action_batch_size: int = _setting(
+        500, "Dead-letter entries changed per transaction by a bulk action."
+    )
+    idempotency_hours: float = _setting(
+        24.0, "Hours an action's idempotency key is remembered (a resubmitted form acts once)."
     )
     health_open: bool = _setting(
         True,
@@ -257,7 +290,8 @@ class Settings:
                 "--auth token needs tokens: set ZAPJOBS_TOKENS (comma separated) "
                 "or --tokens-file (one token per line)"
             )
-        for token in self.token_list:
+        for entry in self.token_list:
+            _, token = token_entry(entry, "ZAPJOBS_TOKENS")
             if len(token) < MIN_TOKEN_LENGTH:
                 raise SettingsError(
                     f"ZAPJOBS_TOKENS: every token needs at least {MIN_TOKEN_LENGTH} characters "
@@ -276,17 +310,37 @@ class Settings:
                 "--auth proxy needs --trusted-proxies: the addresses of the proxy whose "
                 f"{self.proxy_user_header} header is to be believed"
             )
-        if not self.proxy_user_header or any(
-            c in self.proxy_user_header for c in ' \t\r\n:()<>@,;\\"/[]?={}'
-        ):
-            raise SettingsError("--proxy-user-header must be an HTTP header name")
+        for name in ("proxy_user_header", "proxy_groups_header"):
+            header = getattr(self, name)
+            if not header or any(c in header for c in ' \t\r\n:()<>@,;\\"/[]?={}'):
+                raise SettingsError(f"--{name.replace('_', '-')} must be an HTTP header name")
         self.cors_origin_list  # noqa: B018 (raises SettingsError on a bad origin)
         if self.session_lifetime <= 0:
             raise SettingsError("--session-lifetime must be greater than 0")
-        for name in ("login_attempts_per_minute", "max_streams", "max_streams_per_identity"):
+        if self.idempotency_hours <= 0:
+            raise SettingsError("--idempotency-hours must be greater than 0")
+        for name in (
+            "login_attempts_per_minute",
+            "max_streams",
+            "max_streams_per_identity",
+            "action_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
         return self
+
+
+def token_entry(entry: str, where: str) -> tuple[str, str]:
+    """(role, token) of a tokens-file line or ZAPJOBS_TOKENS item: `operator <token>`,
+    `viewer <token>`, or a bare token (a viewer). SettingsError names `where` otherwise."""
+    words = entry.split()
+    if len(words) == 1:
+        return VIEWER, words[0]
+    if len(words) == 2 and words[0].lower() in ROLES:
+        return words[0].lower(), words[1]
+    raise SettingsError(
+        f"{where}: an entry is 'operator <token>', 'viewer <token>' or a bare token"
+    )
 
 
 def split_list(text: str) -> tuple[str, ...]:

@@ -230,4 +230,8 @@ async def test_openapi_describes_every_endpoint(
     assert spec["servers"] == [{"url": server.settings.normalized_base_path + "/api"}]
     assert set(spec["paths"]) >= {
         "/stats", "/runs", "/runs/{id}", "/runs/{id}/logs", "/workers", "/jobs", "/dead-letter",
+        "/activity", "/jobs/{id}/trigger", "/jobs/{id}/enable", "/jobs/{id}/disable",
+        "/runs/{id}/cancel", "/runs/{id}/retry", "/dead-letter/{id}/requeue",
+        "/dead-letter/{id}/discard", "/dead-letter/{id}/archive", "/dead-letter/requeue",
+        "/dead-letter/discard", "/dead-letter/archive",
     }  # fmt: skip

@@ -268,13 +268,14 @@ async def test_tampered_cookie_is_refused(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
     cookie = await session_cookie(http, server)
-    token_id, expires, signature = cookie.split(".")
+    token_id, role, expires, signature = cookie.split(".")
     flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
     forgeries = [
-        f"{token_id}.{expires}.{flipped}",
-        f"{token_id}.{int(expires) + 86400}.{signature}",
-        f"{'0' * len(token_id)}.{expires}.{signature}",
-        f"{token_id}.{expires}",
+        f"{token_id}.{role}.{expires}.{flipped}",
+        f"{token_id}.{role}.{int(expires) + 86400}.{signature}",
+        f"{'0' * len(token_id)}.{role}.{expires}.{signature}",
+        f"{token_id}.operator.{expires}.{signature}",
+        f"{token_id}.{role}.{expires}",
         "garbage",
         cookie + "x" * 600,
     ]
@@ -310,7 +311,7 @@ async def test_stream_ends_within_a_heartbeat_of_session_expiry(
 ) -> None:
     response = await sign_in(http, server)
     cookie = response.cookies[SESSION_COOKIE].value
-    expires_at = int(cookie.split(".")[1])
+    expires_at = int(cookie.split(".")[2])
     async with sse_connect(http, server.path("events"), headers=cookie_header(cookie)) as client:
         await client.wait_named("StatsUpdated")
         ended = await client.wait_named("auth_expired", timeout=6.0)

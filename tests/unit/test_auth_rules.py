@@ -137,9 +137,9 @@ def test_next_under_a_root_base_path() -> None:
 def test_session_cookies_expire_and_carry_no_token() -> None:
     clock = Clock()
     codec = SessionCodec(b"k" * 32, 60.0, clock=clock)
-    value, expires = codec.issue("abc123")
+    value, expires = codec.issue("abc123", "viewer")
     assert expires == 1060 and "x" not in value
-    assert codec.read(value) == ("abc123", 1060)
+    assert codec.read(value) == ("abc123", "viewer", 1060)
     clock.now = 1059.9
     assert codec.read(value) is not None
     clock.now = 1060.0

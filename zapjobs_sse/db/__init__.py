@@ -13,6 +13,7 @@ from .database import (
     DatabaseUnavailable,
     Row,
     RunPageKey,
+    Transaction,
     connect,
     mask_dsn,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "LogCursor",
     "Row",
     "RunPageKey",
+    "Transaction",
     "connect",
     "mask_dsn",
 ]

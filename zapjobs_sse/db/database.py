@@ -29,6 +29,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnavailable",
     "Row",
+    "Transaction",
     "connect",
     "load_queries",
     "mask_dsn",
@@ -172,6 +173,85 @@ class RunPageKey:
     run_id: str
 
 
+class Transaction:
+    """One transaction on one pooled connection (Database.transaction): the statements of
+    one action, committed together. One method per statement of sql/actions.sql."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    async def fetch(self, name: str, params: Mapping[str, Any]) -> list[Row]:
+        try:
+            await self._cursor.execute(queries[name], params)
+        except (TimeoutError, psycopg2.Error, OSError) as error:
+            raise translate_error(error) from error
+        if self._cursor.description is None:
+            return []
+        return _rows(self._cursor, await self._cursor.fetchall())
+
+    async def _one(self, name: str, params: Mapping[str, Any]) -> Row | None:
+        rows = await self.fetch(name, params)
+        return rows[0] if rows else None
+
+    async def claim_idempotency_key(self, key: str, hours: float) -> bool:
+        """True for the first request with this key (a second one waits for its commit)."""
+        return await self._one("claim_idempotency_key", {"key": key, "hours": hours}) is not None
+
+    async def idempotency_answer(self, key: str) -> Row | None:
+        return await self._one("idempotency_answer", {"key": key})
+
+    async def store_idempotency_answer(self, key: str, http_status: int, response: str) -> None:
+        await self.fetch(
+            "store_idempotency_answer",
+            {"key": key, "http_status": http_status, "response": response},
+        )
+
+    async def trigger_job(self, job_type: str, input_json: str | None, identity: str) -> Row | None:
+        """The new run, or None when the job type has no definition."""
+        params = {"job_type": job_type, "input_json": input_json, "identity": identity}
+        return await self._one("trigger_job", params)
+
+    async def cancel_run(self, run_id: str) -> Row | None:
+        """The cancelled run, or None when it is not (or no longer) cancellable."""
+        return await self._one("cancel_run", {"id": run_id})
+
+    async def retry_run(self, run_id: str, identity: str) -> Row | None:
+        """The new run, or None when the run is not Failed or Cancelled."""
+        return await self._one("retry_run", {"id": run_id, "identity": identity})
+
+    async def requeue_dead_letter(
+        self, *, entry_id: str | None, job_type: str | None, limit: int, identity: str
+    ) -> list[Row]:
+        """The Pending entries requeued (one, or a batch of a filter)."""
+        params = {"id": entry_id, "job_type": job_type, "limit": limit, "identity": identity}
+        return await self.fetch("requeue_dead_letter", params)
+
+    async def settle_dead_letter(
+        self, *, entry_id: str | None, job_type: str | None, limit: int, status: int
+    ) -> list[Row]:
+        """The Pending entries given `status` (Discarded, Archived)."""
+        params = {"id": entry_id, "job_type": job_type, "limit": limit, "status": status}
+        return await self.fetch("settle_dead_letter", params)
+
+    async def set_job_enabled(self, job_type: str, enabled: bool) -> Row | None:
+        """The changed definition; None when it does not exist or had nothing to change."""
+        return await self._one("set_job_enabled", {"job_type": job_type, "enabled": enabled})
+
+    async def run(self, run_id: str) -> Row | None:
+        return await self._one("run_by_id", {"id": run_id})
+
+    async def definition(self, job_type: str) -> Row | None:
+        return await self._one("definition_by_id", {"job_type": job_type})
+
+    async def dead_letter_entry(self, entry_id: str) -> Row | None:
+        return await self._one("dead_letter_by_id", {"id": entry_id})
+
+    async def record_activity(self, activity: Mapping[str, Any]) -> Row:
+        row = await self._one("record_activity", activity)
+        assert row is not None
+        return row
+
+
 class Database:
     """The query pool, with one method per question the server asks."""
 
@@ -216,6 +296,19 @@ class Database:
                 yield cursor
         except (TimeoutError, psycopg2.Error, OSError) as error:
             raise translate_error(error) from error
+
+    @asynccontextmanager
+    async def transaction(self, timeout: float = 10.0) -> AsyncIterator[Transaction]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self._cursor(timeout) as cursor:
+            await cursor.execute("BEGIN")
+            try:
+                yield Transaction(cursor)
+            except BaseException:
+                if not cursor.closed and not cursor.connection.closed:
+                    await cursor.execute("ROLLBACK")
+                raise
+            await cursor.execute("COMMIT")
 
     async def execute(
         self, sql: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
@@ -307,12 +400,18 @@ class Database:
         return await self.fetch("list_jobs")
 
     async def list_dead_letter(
-        self, *, status: int | None, before: tuple[datetime, str] | None, limit: int
+        self,
+        *,
+        status: int | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+        job_type: str | None = None,
     ) -> list[Row]:
         return await self.fetch(
             "list_dead_letter",
             {
                 "status": status,
+                "job_type": job_type,
                 "before_moved": before[0] if before else None,
                 "before_id": before[1] if before else None,
                 "limit": limit,
@@ -321,3 +420,22 @@ class Database:
 
     async def runs_per_minute(self) -> list[Row]:
         return await self.fetch("runs_per_minute")
+
+    async def record_activity(self, activity: Mapping[str, Any]) -> Row:
+        """An action refused before it reached a transaction, in the audit trail."""
+        row = await self.fetch_one("record_activity", activity)
+        assert row is not None
+        return row
+
+    async def list_activity(self, *, before: tuple[datetime, str] | None, limit: int) -> list[Row]:
+        return await self.fetch(
+            "list_activity",
+            {
+                "before_at": before[0] if before else None,
+                "before_id": before[1] if before else None,
+                "limit": limit,
+            },
+        )
+
+    async def forget_idempotency_keys(self, hours: float) -> None:
+        await self.fetch("forget_idempotency_keys", {"hours": hours})

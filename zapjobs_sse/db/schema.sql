@@ -188,3 +188,49 @@ CREATE OR REPLACE FUNCTION zapjobs.sse_move_to_dead_letter_v1(failed_runs jsonb)
     )
     RETURNING original_run_id
 $$;
+
+-- Actions (006) ------------------------------------------------------------------------
+
+-- The audit trail: every action, done or refused (except for missing credentials).
+CREATE TABLE zapjobs.sse_activity (
+    id UUID PRIMARY KEY,
+    at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    identity VARCHAR(255) NOT NULL,
+    action VARCHAR(50) NOT NULL,
+    target_kind VARCHAR(20) NOT NULL,
+    target_id VARCHAR(255),
+    outcome VARCHAR(20) NOT NULL,
+    http_status INTEGER NOT NULL,
+    message TEXT,
+    filter_json TEXT,
+    changed INTEGER,
+    run_id UUID
+);
+
+CREATE INDEX sse_activity_at_idx ON zapjobs.sse_activity (at DESC, id DESC);
+
+-- A run made by retrying another: the new run and the run it retries.
+CREATE TABLE zapjobs.sse_run_retries (
+    run_id UUID PRIMARY KEY,
+    retry_of UUID NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    created_by VARCHAR(255) NOT NULL
+);
+
+CREATE INDEX sse_run_retries_retry_of_idx ON zapjobs.sse_run_retries (retry_of);
+
+-- Idempotency keys of actions (a digest of who, what and the form's key) and the answer
+-- given, replayed to a resubmission; forgotten after --idempotency-hours.
+CREATE TABLE zapjobs.sse_idempotency (
+    key VARCHAR(64) PRIMARY KEY,
+    created_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    http_status INTEGER,
+    response TEXT
+);
+
+CREATE INDEX sse_idempotency_created_idx ON zapjobs.sse_idempotency (created_at);
+
+-- The dead letter's entries by status, oldest first: the bulk actions' batches and the
+-- dead-letter page's status filter (007, which builds it CONCURRENTLY).
+CREATE INDEX sse_dead_letter_status_moved_idx
+    ON zapjobs.dead_letter (status, moved_at, id);

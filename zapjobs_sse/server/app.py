@@ -16,6 +16,7 @@ from aiohttp.web_urldispatcher import MatchInfoError
 
 from ..db import Database, DatabaseError, DatabaseUnavailable
 from ..settings import Settings
+from .http.actions import setup_actions
 from .http.api import setup_api
 from .http.auth.authenticator import authenticate
 from .http.auth.signin import setup_auth
@@ -223,6 +224,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{base}/health", health, name="health")
     app.router.add_get(f"{base}/ready", ready, name="ready")
     setup_api(app)
+    setup_actions(app)
     setup_pages(app)
     app[METRICS] = Metrics(app)
     app.router.add_get(f"{base}/metrics", metrics_endpoint, name="metrics")

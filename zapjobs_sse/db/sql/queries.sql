@@ -95,6 +95,7 @@ SELECT * FROM zapjobs.definitions ORDER BY job_type_id
 -- name: list_dead_letter --
 SELECT * FROM zapjobs.dead_letter
 WHERE (%(status)s::int IS NULL OR status = %(status)s::int)
+  AND (%(job_type)s::text IS NULL OR job_type_id = %(job_type)s::text)
   AND (%(before_moved)s::timestamp IS NULL
        OR (moved_at, id) < (%(before_moved)s::timestamp, %(before_id)s::uuid))
 ORDER BY moved_at DESC, id DESC

@@ -11,6 +11,7 @@ from ...db import LOG_PAGE
 from ..keys import DATABASE, SETTINGS
 from ..live.wire import (
     LOG_LEVELS,
+    activity_wire,
     dead_letter_wire,
     job_wire,
     log_wire,
@@ -20,11 +21,14 @@ from ..live.wire import (
 from . import readmodel
 from .errors import not_found
 from .params import (
+    DEFAULT_PAGE,
     MAX_LOG_PAGE,
+    MAX_PAGE,
     parse_dead_letter_filter,
     parse_enum,
     parse_limit,
     parse_log_after,
+    parse_page_key,
     parse_run_filter,
     parse_uuid,
 )
@@ -93,6 +97,14 @@ async def get_dead_letter(request: web.Request) -> web.Response:
     )
 
 
+async def get_activity(request: web.Request) -> web.Response:
+    before = parse_page_key(request.query)
+    limit = parse_limit(request.query, DEFAULT_PAGE, MAX_PAGE)
+    rows, next_cursor = await readmodel.list_activity_rows(request.app[DATABASE], before, limit)
+    entries = [activity_wire(row) for row in rows]
+    return web.json_response({"activity": entries, "next": next_cursor})
+
+
 async def get_runs_per_minute(request: web.Request) -> web.Response:
     minutes = await readmodel.recent_minutes(request.app[DATABASE])
     return web.json_response({"minutes": minutes})
@@ -116,4 +128,5 @@ def setup_api(app: web.Application) -> None:
     app.router.add_get(f"{base}/jobs", get_jobs, name="api_jobs")
     app.router.add_get(f"{base}/dead-letter", get_dead_letter, name="api_dead_letter")
     app.router.add_get(f"{base}/runs-per-minute", get_runs_per_minute, name="api_runs_per_minute")
+    app.router.add_get(f"{base}/activity", get_activity, name="api_activity")
     app.router.add_get(f"{base}/openapi.json", get_openapi, name="api_openapi")

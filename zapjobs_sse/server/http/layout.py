@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from ..keys import CAN_SIGN_OUT, SETTINGS
+from .auth.authenticator import AUTHENTICATOR, PRINCIPAL
+from .notice import forget_notice, read_notice
 from .times import format_time, utc_now
 
 __all__ = ["render_page"]
@@ -16,15 +19,23 @@ __all__ = ["render_page"]
 def render_page(
     template: str, request: web.Request, context: dict[str, Any], *, status: int = 200
 ) -> web.Response:
-    """Render a template with the layout's context: base path, poll interval, render time
-    and whether to offer "Sign out" (`page` defaults to "error")."""
+    """Render a template with the layout's context: base path, poll interval, render time,
+    whether to offer "Sign out" (`page` defaults to "error"); for the action forms:
+    `can_act` (an operator, not --read-only), `csrf_token`, a fresh `form_key` (their
+    idempotency_key) and the `notice` the last action left, if any."""
     settings = request.app[SETTINGS]
+    principal = request.get(PRINCIPAL)
     context["base"] = settings.normalized_base_path
     context["poll_interval_ms"] = int(settings.poll_interval * 1000)
     context.setdefault("page", "error")
     context["rendered_at"] = format_time(utc_now())
     context["can_sign_out"] = request.get(CAN_SIGN_OUT, False)
+    context["can_act"] = principal is not None and principal.is_operator and not settings.read_only
+    context["csrf_token"] = request.app[AUTHENTICATOR].csrf_token(request)
+    context["form_key"] = uuid.uuid4().hex
+    context["notice"] = read_notice(request)
     response: web.Response = aiohttp_jinja2.render_template(
         template, request, context, status=status
     )
+    forget_notice(request, response)
     return response

@@ -22,6 +22,7 @@ from ..live.wire import (
     DEAD_LETTER_STATUSES,
     LOG_LEVELS,
     RUN_STATUSES,
+    activity_wire,
     dead_letter_wire,
     job_wire,
     log_wire,
@@ -33,10 +34,14 @@ from . import readmodel
 from .errors import not_found
 from .layout import render_page
 from .params import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
     RunFilter,
     one,
     parse_dead_letter_filter,
+    parse_limit,
     parse_log_after,
+    parse_page_key,
     parse_run_filter,
     parse_run_id_prefix,
     parse_uuid,
@@ -328,6 +333,20 @@ async def dead_letter_page(request: web.Request) -> dict[str, Any]:
     }
 
 
+@page("activity.html", "activity")
+async def activity_page(request: web.Request) -> dict[str, Any]:
+    before = parse_page_key(request.query)
+    limit = parse_limit(request.query, DEFAULT_PAGE, MAX_PAGE)
+    rows, next_cursor = await readmodel.list_activity_rows(request.app[DATABASE], before, limit)
+    return {
+        "title": "Activity",
+        "entries": [activity_wire(row) for row in rows],
+        "first_page": before is None,
+        "next_query": _query(before=next_cursor),
+        "next": next_cursor,
+    }
+
+
 async def _to_overview(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently(request.app[SETTINGS].normalized_base_path + "/")
 
@@ -365,3 +384,4 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get(f"{base}/jobs", jobs_page, name="page_jobs")
     app.router.add_get(f"{base}/workers", workers_page, name="page_workers")
     app.router.add_get(f"{base}/dead-letter", dead_letter_page, name="page_dead_letter")
+    app.router.add_get(f"{base}/activity", activity_page, name="page_activity")

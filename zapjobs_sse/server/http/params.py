@@ -19,6 +19,7 @@ from .errors import bad_request
 
 __all__ = [
     "DEFAULT_PAGE",
+    "DEFAULT_TOPICS",
     "MAX_LOG_PAGE",
     "MAX_PAGE",
     "MAX_PARAMETER_LENGTH",
@@ -30,6 +31,7 @@ __all__ = [
     "parse_cursor",
     "parse_dead_letter_filter",
     "parse_enum",
+    "parse_job_type",
     "parse_limit",
     "parse_log_after",
     "parse_page_key",
@@ -47,6 +49,8 @@ MIN_ID_PREFIX = 8
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 _NO_NAMES: Final[frozenset[str]] = frozenset()
+# The global part of a stream that names no topics: the audit trail only when asked for.
+DEFAULT_TOPICS: Final = TOPICS - {"activity"}
 
 
 def one(query: MultiMapping[str], name: str) -> str | None:
@@ -153,13 +157,19 @@ class RunFilter:
     limit: int
 
 
-def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
-    status = parse_enum(query, "status", RUN_STATUSES)
+def parse_job_type(query: MultiMapping[str]) -> str | None:
+    """The `job_type` filter of a list (None when absent or blank)."""
     job_type = one(query, "job_type")
     if job_type is not None and not job_type.strip():
         job_type = None
     if job_type is not None and "\x00" in job_type:
         bad_request("job_type: must not contain NUL characters")
+    return job_type
+
+
+def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
+    status = parse_enum(query, "status", RUN_STATUSES)
+    job_type = parse_job_type(query)
     key = parse_page_key(query)
     limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
     before = RunPageKey(key[0], key[1]) if key else None
@@ -168,18 +178,20 @@ def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterFilter:
-    """The filters of the dead-letter list: status, page key and page size."""
+    """The filters of the dead-letter list: status, page key, page size and job type (the
+    filter a bulk action of the page takes too)."""
 
     status: int | None
     before: tuple[datetime, str] | None
     limit: int
+    job_type: str | None = None
 
 
 def parse_dead_letter_filter(query: MultiMapping[str]) -> DeadLetterFilter:
     status = parse_enum(query, "status", DEAD_LETTER_STATUSES)
     before = parse_page_key(query)
     limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
-    return DeadLetterFilter(status, before, limit)
+    return DeadLetterFilter(status, before, limit, parse_job_type(query))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +216,7 @@ class StreamParams:
                 f"run, job_type: {len(runs) + len(job_types)} filters, at most {max_filters}"
             )
         topics_text = one(query, "topics")
-        topics = TOPICS
+        topics = DEFAULT_TOPICS
         if topics_text is not None:
             names = {name.strip() for name in topics_text.split(",") if name.strip()}
             unknown = sorted(names - TOPICS)

@@ -20,6 +20,7 @@ __all__ = [
     "chart_minutes",
     "current_stats",
     "current_workers",
+    "list_activity_rows",
     "list_dead_letter_rows",
     "list_run_rows",
     "page_cursor",
@@ -53,9 +54,20 @@ async def list_dead_letter_rows(
 ) -> tuple[list[Row], str | None]:
     """One page of dead-letter entries (newest first) and the cursor of the next page."""
     rows = await database.list_dead_letter(
-        status=entries.status, before=entries.before, limit=entries.limit + 1
+        status=entries.status,
+        job_type=entries.job_type,
+        before=entries.before,
+        limit=entries.limit + 1,
     )
     return _one_page(rows, entries.limit, "moved_at")
+
+
+async def list_activity_rows(
+    database: Database, before: tuple[datetime, str] | None, limit: int
+) -> tuple[list[Row], str | None]:
+    """One page of the audit trail (newest first) and the cursor of the next page."""
+    rows = await database.list_activity(before=before, limit=limit + 1)
+    return _one_page(rows, limit, "at")
 
 
 async def current_stats(app: web.Application) -> dict[str, Any]:

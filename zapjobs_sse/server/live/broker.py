@@ -36,7 +36,7 @@ __all__ = [
 
 log = structlog.get_logger("zapjobs_sse.server.live.broker")
 
-TOPICS: Final = frozenset({"stats", "runs", "workers"})
+TOPICS: Final = frozenset({"stats", "runs", "workers", "activity"})
 
 # Audience kinds: who an event is for.
 ALL: Final = "all"

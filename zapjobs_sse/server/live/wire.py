@@ -5,6 +5,7 @@ The JSON API and the SSE events use these same functions, so both always agree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ __all__ = [
     "DEAD_LETTER_STATUSES",
     "LOG_LEVELS",
     "RUN_STATUSES",
+    "activity_wire",
     "camel",
     "dead_letter_wire",
     "enum_value",
@@ -170,3 +172,11 @@ def stats_wire(row: Mapping[str, Any]) -> dict[str, Any]:
         "deadLetterCount": row["dead_letter_count"],
         "estimated": estimated,
     }
+
+
+def activity_wire(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry of the audit trail (ActionPerformed, GET /api/activity, the Activity page):
+    every column in camelCase, the bulk filter as the object it was."""
+    out = _columns(row, skip=("filter_json",))
+    out["filter"] = json.loads(row["filter_json"]) if row.get("filter_json") else None
+    return out

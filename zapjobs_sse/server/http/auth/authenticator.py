@@ -7,6 +7,7 @@ What stays open is a short declared list: the sign-in pages, the login page's as
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -22,7 +23,14 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ....settings import MIN_TOKEN_LENGTH, Settings, SettingsError
+from ....settings import (
+    MIN_TOKEN_LENGTH,
+    OPERATOR,
+    VIEWER,
+    Settings,
+    SettingsError,
+    split_list,
+)
 from ...keys import CAN_SIGN_OUT, PUBLIC_PATHS
 from ..errors import answered, json_error
 from .sessions import SESSION_COOKIE, SessionCodec
@@ -37,6 +45,7 @@ __all__ = [
     "Principal",
     "authenticate",
     "identity_of",
+    "names_other_site",
     "safe_next",
     "see_other",
 ]
@@ -50,12 +59,20 @@ MAX_USER_LENGTH: Final = 255
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request is from. `identity` is safe to log and to count streams by."""
+    """Who a request is from. `identity` is safe to log and to count streams by; `role`
+    is viewer (reads) or operator (also acts)."""
 
     identity: str
     method: str  # none, bearer, session or proxy
     token_id: str | None = None
     expires_at: float | None = None
+    role: str = VIEWER
+    # The session cookie's value, to which its CSRF token is bound (session method only).
+    session: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == OPERATOR
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -112,6 +129,21 @@ def safe_next(value: str | None, base: str) -> str:
     return value
 
 
+def names_other_site(request: web.Request) -> bool:
+    """True when the browser says the request comes from another site: Sec-Fetch-Site,
+    else Origin, else Referer (`null` counts as another site). A request that names no
+    source (a script) does not."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if source is None:
+        return False
+    if source == "null" or not source:
+        return True
+    return urlsplit(source).netloc.lower() != request.host.lower()
+
+
 def see_other(location: str) -> web.Response:
     """A 303 to `location`: where a browser goes to sign in, or back after signing in."""
     return web.Response(status=303, headers={"Location": location})
@@ -137,8 +169,12 @@ class Authenticator:
         self.sessions = SessionCodec(
             _derive(secret, "zapjobs-sse session"), settings.session_lifetime
         )
+        self._csrf_key = _derive(secret, "zapjobs-sse csrf")
+        self.notice_key = _derive(secret, "zapjobs-sse notice")
         self.throttle = SignInThrottle(settings.login_attempts_per_minute)
         self.proxy_header = settings.proxy_user_header
+        self.proxy_groups_header = settings.proxy_groups_header
+        self.operator_groups = frozenset(split_list(settings.operator_groups))
         self.proxies = settings.trusted_proxy_networks
 
     # -- deciding -----------------------------------------------------------------
@@ -154,7 +190,8 @@ class Authenticator:
 
     def identify(self, request: web.Request) -> Principal | _Refusal:
         if self.mode == "none":
-            return Principal(f"address:{request.remote or ''}", "none")
+            # Loopback only (validate_security): the local user is an operator.
+            return Principal(f"address:{request.remote or ''}", "none", role=OPERATOR)
         if self.mode == "proxy":
             return self._from_proxy(request)
         header = request.headers.get("Authorization")
@@ -178,7 +215,9 @@ class Authenticator:
             return _Refusal("untrusted_proxy")
         if len(user) > MAX_USER_LENGTH or not user.isprintable():
             return _Refusal("missing")
-        return Principal(f"user:{user}", "proxy")
+        groups = split_list(request.headers.get(self.proxy_groups_header, ""))
+        role = OPERATOR if self.operator_groups.intersection(groups) else VIEWER
+        return Principal(f"user:{user}", "proxy", role=role)
 
     def _from_bearer(self, request: web.Request, header: str) -> Principal | _Refusal:
         address = request.remote or ""
@@ -191,16 +230,53 @@ class Authenticator:
             self.throttle.failed(address)
             log.info("bearer_token_refused", remote=address)
             return _Refusal("invalid_token")
-        return Principal(token_identity(token_id), "bearer", token_id=token_id)
+        role = self.tokens.role(token_id) or VIEWER
+        return Principal(token_identity(token_id), "bearer", token_id=token_id, role=role)
 
     def _from_cookie(self, cookie: str) -> Principal | _Refusal:
         session = self.sessions.read(cookie)
         if session is None:
             return _Refusal("invalid_session")
-        token_id, expires = session
-        if not self.tokens.holds(token_id):
+        current = self.tokens.role(session.token_id)
+        if current is None:
             return _Refusal("invalid_session")
-        return Principal(token_identity(token_id), "session", token_id, float(expires))
+        # The role signed in with, unless the tokens file has lowered it since.
+        role = OPERATOR if session.role == current == OPERATOR else VIEWER
+        return Principal(
+            token_identity(session.token_id),
+            "session",
+            session.token_id,
+            float(session.expires),
+            role=role,
+            session=cookie,
+        )
+
+    # -- cross-site request forgery -----------------------------------------------
+
+    def csrf_token(self, request: web.Request) -> str:
+        """The token a page's forms send back (`csrf_token` field, or the X-CSRF-Token
+        header): an HMAC of the session cookie, or of the identity without one."""
+        principal = request.get(PRINCIPAL)
+        binding = "" if principal is None else principal.session or principal.identity
+        digest = hmac.new(self._csrf_key, binding.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def forgery_refusal(self, request: web.Request, supplied: str | None) -> str | None:
+        """Why a state-changing request must be refused as a possible forgery, if it must.
+
+        Bearer calls need nothing. Every other POST is refused when the browser names
+        another site; one that a session cookie authenticates also needs the CSRF token
+        bound to that session (the cookie is sent whoever made the page that posts)."""
+        principal = request.get(PRINCIPAL)
+        if principal is None or principal.method == "bearer":
+            return None
+        if names_other_site(request):
+            return "cross-site request refused"
+        if principal.method == "session":
+            expected = self.csrf_token(request)
+            if not supplied or not hmac.compare_digest(supplied.encode(), expected.encode()):
+                return "csrf_token: missing or not the one of this session"
+        return None
 
     # -- answering ----------------------------------------------------------------
 
@@ -252,7 +328,8 @@ class Authenticator:
     def set_session(
         self, request: web.Request, response: web.StreamResponse, token_id: str
     ) -> None:
-        value, _ = self.sessions.issue(token_id)
+        """The session cookie of this token, carrying the token's role."""
+        value, _ = self.sessions.issue(token_id, self.tokens.role(token_id) or VIEWER)
         response.set_cookie(
             SESSION_COOKIE,
             value,

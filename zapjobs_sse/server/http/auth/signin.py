@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import structlog
 from aiohttp import web
 
@@ -11,7 +9,14 @@ from ....settings import is_loopback_host
 from ...keys import SETTINGS
 from ..errors import json_error
 from ..layout import render_page
-from .authenticator import AUTHENTICATOR, Authenticator, Principal, safe_next, see_other
+from .authenticator import (
+    AUTHENTICATOR,
+    Authenticator,
+    Principal,
+    names_other_site,
+    safe_next,
+    see_other,
+)
 from .sessions import SESSION_COOKIE
 from .tokens import token_identity
 
@@ -37,13 +42,8 @@ def _render_login(
 
 def _same_origin(request: web.Request) -> bool:
     """CSRF check of a form POST: the browser says it comes from this very origin."""
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
     source = request.headers.get("Origin") or request.headers.get("Referer")
-    if not source or source == "null":
-        return False
-    return urlsplit(source).netloc.lower() == request.host.lower()
+    return bool(source) and not names_other_site(request)
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -85,7 +85,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return _render_login(
             request, status=401, error="That token is not valid.", next_path=next_path
         )
-    log.info("signed_in", identity=token_identity(token_id), remote=address)
+    role = authenticator.tokens.role(token_id)
+    log.info("signed_in", identity=token_identity(token_id), role=role, remote=address)
     response = see_other(next_path)
     authenticator.set_session(request, response, token_id)
     return response
