@@ -24,7 +24,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from ...db import Row, Transaction
 from ..keys import DATABASE, SETTINGS
@@ -40,7 +39,7 @@ from .audit import Activity, announce
 from .auth.authenticator import AUTHENTICATOR, PRINCIPAL, safe_next, see_other
 from .layout import render_page
 from .notice import leave_notice
-from .params import MAX_PARAMETER_LENGTH, parse_uuid
+from .params import MAX_PARAMETER_LENGTH, form_fields, parse_uuid
 
 __all__ = ["IDEMPOTENCY_KEYS", "IdempotencyKeys", "Outcome", "setup_actions"]
 
@@ -224,8 +223,10 @@ def _enabling(enabled: bool) -> Perform:
 async def _fields(request: web.Request, form: bool) -> Mapping[str, Any]:
     """The request's fields: the form's, or the JSON body's (an object; none is {})."""
     if form:
-        posted: MultiDictProxy[Any] = await request.post()
-        return {key: value for key, value in posted.items() if isinstance(value, str)}
+        try:
+            return await form_fields(request)
+        except web.HTTPBadRequest:
+            raise _Invalid("body: not a form (undecodable)") from None
     raw = await request.read()
     if not raw.strip():
         return {}

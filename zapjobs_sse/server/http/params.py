@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from aiohttp import web
 from multidict import MultiMapping
 
 from ...db import RunPageKey
@@ -26,6 +27,7 @@ __all__ = [
     "DeadLetterFilter",
     "RunFilter",
     "StreamParams",
+    "form_fields",
     "header_last_event_id",
     "one",
     "parse_cursor",
@@ -246,3 +248,12 @@ def header_last_event_id(headers: Mapping[str, str]) -> str | None:
     if len(value) > MAX_PARAMETER_LENGTH:
         bad_request(f"Last-Event-ID: longer than {MAX_PARAMETER_LENGTH} characters")
     return value
+
+
+async def form_fields(request: web.Request) -> dict[str, str]:
+    """A posted form's text fields (files are ignored); a body that is no form is a 400."""
+    try:
+        posted = await request.post()
+    except (UnicodeDecodeError, ValueError) as error:
+        bad_request(f"body: not a form ({error.__class__.__name__})")
+    return {key: value for key, value in posted.items() if isinstance(value, str)}

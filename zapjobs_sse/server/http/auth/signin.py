@@ -9,6 +9,7 @@ from ....settings import is_loopback_host
 from ...keys import SETTINGS
 from ..errors import json_error
 from ..layout import render_page
+from ..params import form_fields
 from .authenticator import (
     AUTHENTICATOR,
     Authenticator,
@@ -63,7 +64,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
         log.warning("sign_in_cross_origin_refused", remote=request.remote)
         return json_error(403, "cross-origin sign-in refused")
-    form = await request.post()
+    form = await form_fields(request)
     next_value = form.get("next")
     next_path = safe_next(next_value if isinstance(next_value, str) else None, authenticator.base)
     address = request.remote or ""
