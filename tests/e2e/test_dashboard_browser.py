@@ -183,7 +183,7 @@ async def test_log_level_filter_follow_and_line_links(
     await page.wait_for_selector("#logs-container [data-log-id]:last-child >> text=later line")
     assert await page.eval_on_selector("#logs-container", "n => n.scrollTop") == 0
     # The level filter hides lower levels.
-    await page.select_option("#log-level", "4")
+    await page.select_option("#log-level", "Error")
     visible = await page.eval_on_selector_all(
         "#logs-container [data-log-id]:not([hidden]) .log-message",
         "ns => ns.map(n => n.textContent)",
@@ -358,7 +358,7 @@ async def test_hostile_text_is_shown_as_text_and_runs_nothing(
     await page.goto(server.path(""))
     await watched.state("connected")
     # Live inserts go through the client's renderers.
-    live_run = await writer.insert_run(XSS, status=2)
+    live_run = await writer.insert_run(XSS, status=4)
     await writer.execute(
         "UPDATE zapjobs.runs SET error_message = %s WHERE id = %s", (XSS, live_run)
     )
