@@ -1,12 +1,15 @@
 // Worker rows (tr[data-worker-id]) as web/templates/macros.html renders them, kept live.
-// "Running now" comes from the runs table (runs Running with this worker id), not from the
-// heartbeat's single current job type, which a worker running six jobs cannot express.
+// "Running now" comes from the runs table (runs Running with this worker id): a heartbeat
+// names one current job type, however many the worker runs, as of its last beat. That one
+// is shown only while the runs table shows none and no run has stopped since the beat.
 
 import { el, findRow, setClassPrefix, showEmpty, slug } from "./dom.js";
 import { runningSummary } from "./format.js";
-import { setTime, timeElement } from "./times.js";
+import { serverNow, setTime, timeElement } from "./times.js";
 
 const running = new Map(); // run id -> {workerId, jobTypeId}
+const heartbeats = new Map(); // worker id -> {currentJobType, timestamp}
+const stopped = new Map(); // worker id -> when (server clock) a run of it last stopped
 
 function runningOn(workerId) {
   const types = [];
@@ -16,12 +19,18 @@ function runningOn(workerId) {
 
 function fillRunning(row) {
   const cell = row.querySelector(".current-job");
-  const types = runningOn(row.getAttribute("data-worker-id"));
-  cell.textContent = runningSummary(types);
-  cell.title = types.length ? types.join("\n") : "";
+  const workerId = row.getAttribute("data-worker-id");
+  const types = runningOn(workerId);
+  const beat = heartbeats.get(workerId);
+  const fromBeat =
+    !types.length && beat && beat.currentJobType && !(Date.parse(beat.timestamp) < stopped.get(workerId));
+  cell.classList.toggle("from-heartbeat", !types.length);
+  cell.textContent = types.length ? runningSummary(types) : fromBeat ? beat.currentJobType : "";
+  cell.title = types.length ? types.join("\n") : fromBeat ? "As of the last heartbeat" : "";
 }
 
 function fillWorkerRow(row, worker) {
+  heartbeats.set(worker.workerId, worker);
   row.className = "worker-" + slug(worker.state);
   const state = row.querySelector(".state");
   state.textContent = worker.state;
@@ -89,6 +98,7 @@ export function trackRun(run) {
   const before = running.get(run.id);
   if (run.status === "Running" && run.workerId) running.set(run.id, run);
   else running.delete(run.id);
+  if (before && !running.has(run.id)) stopped.set(before.workerId, serverNow());
   refill(new Set([before && before.workerId, run.workerId]));
 }
 
@@ -107,6 +117,9 @@ export function replaceRunning(runs) {
 export function readRendered() {
   for (const row of document.querySelectorAll("tr[data-worker-id]")) {
     const workerId = row.getAttribute("data-worker-id");
+    const beat = row.querySelector(".heartbeat time").getAttribute("datetime");
+    const current = row.querySelector(".current-job.from-heartbeat");
+    heartbeats.set(workerId, { currentJobType: current ? current.textContent : null, timestamp: beat });
     for (const item of JSON.parse(row.getAttribute("data-running") || "[]")) {
       running.set(item.id, { id: item.id, jobTypeId: item.jobTypeId, workerId, status: "Running" });
     }
