@@ -19,6 +19,7 @@ from zapjobs_sse.server.http.pages import (
     format_count,
     format_duration,
     format_elapsed,
+    format_log_time,
     format_relative,
     progress_view,
     row_error,
@@ -126,6 +127,7 @@ def python_answers() -> dict[str, Any]:
     return {
         "relative": [format_relative(stamp, NOW) for stamp in STAMPS],
         "time": [format_time(stamp) for stamp in STAMPS],
+        "logTime": [format_log_time(stamp) for stamp in STAMPS],
         "progress": [progress_view(run) for run in RUNS],
         "rowError": [row_error(run) for run in RUNS],
         "errorHeading": [error_heading(run) for run in RUNS],
@@ -142,6 +144,7 @@ const c = JSON.parse(process.argv[1]);
 console.log(JSON.stringify({
   relative: c.stamps.map((s) => f.formatRelative(s, c.now)),
   time: c.stamps.map((s) => f.formatTime(s)),
+  logTime: c.stamps.map((s) => f.formatLogTime(s)),
   progress: c.runs.map((r) => f.progressView(r)),
   rowError: c.runs.map((r) => f.rowError(r)),
   errorHeading: c.runs.map((r) => f.errorHeading(r)),

@@ -7,6 +7,11 @@ export function formatTime(iso) {
   return iso ? iso.slice(0, 10) + " " + iso.slice(11, 19) : "";
 }
 
+// A log line's time of day, to the millisecond: "17:59:31.123".
+export function formatLogTime(iso) {
+  return iso ? iso.slice(11, 23) : "";
+}
+
 export function formatDuration(ms) {
   if (ms === null || ms === undefined) return "";
   if (ms < 1000) return ms + " ms";

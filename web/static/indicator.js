@@ -22,6 +22,7 @@ function words() {
 export function setState(state) {
   document.documentElement.setAttribute("data-connection", state);
   if (!indicator) return;
+  indicator.classList.remove("as-rendered");
   indicator.setAttribute("data-state", state);
   words().textContent = WORDS[state];
   indicator.title = WORDS[state];

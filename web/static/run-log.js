@@ -2,7 +2,7 @@
 // URL as ?level=); Follow, paused by scrolling up, with "N new lines" while paused.
 
 import { el, showEmpty, slug } from "./dom.js";
-import { LEVELS } from "./format.js";
+import { LEVELS, formatLogTime } from "./format.js";
 
 function parseCursor(cursor) {
   const dot = cursor.indexOf(".");
@@ -22,7 +22,7 @@ function newLine(line) {
   node.setAttribute("data-log-id", line.id);
   node.setAttribute("data-cursor", line.cursor);
   node.setAttribute("data-level", line.level);
-  const link = el("a", "log-time", (line.timestamp || "").slice(11, 23));
+  const link = el("a", "log-time", formatLogTime(line.timestamp));
   link.href = "#log-" + line.id;
   link.title = "Link to this line";
   node.append(

@@ -54,6 +54,7 @@ __all__ = [
     "format_count",
     "format_duration",
     "format_elapsed",
+    "format_log_time",
     "format_relative",
     "progress_view",
     "row_error",
@@ -121,6 +122,11 @@ def format_count(value: int | None) -> str:
 
 def _wire_time(value: str) -> datetime:
     return datetime.fromisoformat(value.removesuffix("Z"))
+
+
+def format_log_time(value: str | None) -> str:
+    """A log line's time of day, to the millisecond: "17:59:31.123"."""
+    return value[11:23] if value else ""
 
 
 def format_relative(value: str | None, now: datetime) -> str:
@@ -415,6 +421,7 @@ def _ago(value: str | None) -> str:
 FILTERS: dict[str, Callable[..., Any]] = {
     "ago": _ago,
     "error_heading": error_heading,
+    "log_time": format_log_time,
     "progress_view": progress_view,
     "row_error": row_error,
     "running_summary": running_summary,
