@@ -92,7 +92,7 @@ def test_chart_bars_stack_failed_on_completed_scaled_to_the_busiest_minute() -> 
 
 NOW = datetime(2026, 11, 28, 12, 0, 0)
 NOW_MS = int((NOW - datetime(1970, 1, 1)) / timedelta(milliseconds=1))
-FORMAT_JS = repo_root() / "web" / "static" / "format.js"
+STATIC = repo_root() / "web" / "static"
 
 RUNS: list[dict[str, Any]] = [
     {"status": "Completed", "progress": 0, "total": 0},
@@ -121,6 +121,11 @@ STAMPS = [
 WORKLOADS = [[], ["a"], ["b", "a", "b"], ["resize-images"] * 3 + ["send-welcome-email"] * 3]
 DURATIONS = [None, 0, 999, 1000, 1250, 59999, 61000, 3600000]
 COUNTS = [None, 0, 999, 1000, 1234567]
+MINUTES = [
+    {"minute": "2026-11-28T11:58:00.000Z", "completed": 7, "failed": 2},
+    {"minute": "2026-11-28T11:59:00.000Z", "completed": 0, "failed": 0},
+    {"minute": "2026-11-28T12:00:00.000Z", "completed": 3, "failed": 1},
+]
 
 
 def python_answers() -> dict[str, Any]:
@@ -135,11 +140,13 @@ def python_answers() -> dict[str, Any]:
         "duration": [format_duration(ms) for ms in DURATIONS],
         "elapsed": [format_elapsed(ms) for ms in DURATIONS],
         "count": [format_count(value) for value in COUNTS],
+        "chart": chart_bars(MINUTES),
     }
 
 
 BROWSER_SIDE = """
-import * as f from %(module)s;
+import * as f from %(format)s;
+import { chartBars } from %(chart)s;
 const c = JSON.parse(process.argv[1]);
 console.log(JSON.stringify({
   relative: c.stamps.map((s) => f.formatRelative(s, c.now)),
@@ -152,6 +159,7 @@ console.log(JSON.stringify({
   duration: c.durations.map((ms) => f.formatDuration(ms)),
   elapsed: c.durations.map((ms) => f.formatElapsed(ms)),
   count: c.counts.map((v) => f.formatCount(v)),
+  chart: chartBars(c.minutes),
 }));
 """
 
@@ -159,7 +167,7 @@ console.log(JSON.stringify({
 def test_the_browser_formats_every_value_as_the_server_does() -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("Node.js is not installed: cannot run web/static/format.js")
+        pytest.skip("Node.js is not installed: cannot run web/static/format.js and chart.js")
     cases = {
         "now": NOW_MS,
         "stamps": STAMPS,
@@ -167,8 +175,10 @@ def test_the_browser_formats_every_value_as_the_server_does() -> None:
         "workloads": WORKLOADS,
         "durations": DURATIONS,
         "counts": COUNTS,
+        "minutes": MINUTES,
     }
-    script = BROWSER_SIDE % {"module": json.dumps(FORMAT_JS.as_uri())}
+    modules = {name: json.dumps((STATIC / f"{name}.js").as_uri()) for name in ("format", "chart")}
+    script = BROWSER_SIDE % modules
     done = subprocess.run(
         [node, "--input-type=module", "-e", script, json.dumps(cases)],
         capture_output=True,
