@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,34 @@ from playwright.async_api import Browser, Page, Route
 from tests.conftest import RunningServer, make_settings, repo_root
 from tests.e2e.conftest import WAIT_MS, Watched
 from tests.support import Writer
+from zapjobs_sse.demo import demo_jobs
 from zapjobs_sse.server.run import serve_app
 
 pytestmark = pytest.mark.browser
 
 XSS = "<img src=x onerror=alert(1)>"
+PAGES = ("", "runs", "jobs", "workers", "dead-letter")
+
+
+@contextlib.asynccontextmanager
+async def sized(browser: Browser, width: int, height: int = 844) -> AsyncIterator[Watched]:
+    """A page at a given viewport (390 x 844: a phone)."""
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        yield Watched(context, page)
+    finally:
+        await context.close()
+
+
+async def page_width(page: Page) -> int:
+    width: int = await page.evaluate("document.documentElement.scrollWidth")
+    return width
+
+
+async def run_update(writer: Writer, run_id: str, assignments: str, *params: Any) -> None:
+    await writer.execute(f"UPDATE zapjobs.runs SET {assignments} WHERE id = %s", (*params, run_id))
 
 
 @pytest.fixture
@@ -183,7 +208,7 @@ async def test_log_level_filter_follow_and_line_links(
     await page.wait_for_selector("#logs-container [data-log-id]:last-child >> text=later line")
     assert await page.eval_on_selector("#logs-container", "n => n.scrollTop") == 0
     # The level filter hides lower levels.
-    await page.select_option("#log-level", "4")
+    await page.select_option("#log-level", "Error")
     visible = await page.eval_on_selector_all(
         "#logs-container [data-log-id]:not([hidden]) .log-message",
         "ns => ns.map(n => n.textContent)",
@@ -358,7 +383,7 @@ async def test_hostile_text_is_shown_as_text_and_runs_nothing(
     await page.goto(server.path(""))
     await watched.state("connected")
     # Live inserts go through the client's renderers.
-    live_run = await writer.insert_run(XSS, status=2)
+    live_run = await writer.insert_run(XSS, status=4)
     await writer.execute(
         "UPDATE zapjobs.runs SET error_message = %s WHERE id = %s", (XSS, live_run)
     )
@@ -410,92 +435,548 @@ async def test_each_page_opens_exactly_one_event_source_under_the_base_path(
     assert watched.csp_violations == []
 
 
-async def seed_showcase(writer: Writer) -> str:
-    """Realistic data for the screenshots: a busy hour of a small scheduler."""
-    jobs = ["send-invoices", "sync-crm", "nightly-report", "resize-images", "purge-sessions"]
-    for job in jobs:
-        await writer.execute(
-            "INSERT INTO zapjobs.definitions (job_type_id, display_name, interval_minutes)"
-            " VALUES (%s, %s, 5)",
-            (job, job.replace("-", " ").title()),
+# -- on a phone ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [360, 390])
+async def test_every_page_fits_a_phone_and_the_log_stays_readable(
+    server: RunningServer, writer: Writer, browser: Browser, width: int
+) -> None:
+    run_id = await seed_everything(writer, "nightly-report-for-every-region")
+    long_line = "exported " + ", ".join(f"region-{n}" for n in range(40))
+    await writer.insert_logs(run_id, [long_line], level=3)
+    missing = uuid.uuid4()
+    async with sized(browser, width) as phone:
+        for path in (*PAGES, f"runs/{run_id}", f"runs/{missing}"):
+            await phone.page.goto(server.path(path))
+            await phone.page.wait_for_load_state("load")
+            assert await page_width(phone.page) <= width, (path, width)
+        await phone.page.goto(server.path(f"runs/{run_id}"))
+        await phone.state("connected")
+        cells = await phone.page.eval_on_selector_all(
+            "#logs-container .log-message", "ns => ns.map(n => n.getBoundingClientRect().width)"
         )
+        assert cells and min(cells) >= 200, cells
+        assert phone.errors == []
+
+
+# -- live lists keep their filter -------------------------------------------------------
+
+
+async def test_a_filtered_list_drops_runs_that_leave_it_and_adds_runs_that_enter_it(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    leaving = await writer.insert_run("resize-images", status=2)
+    staying = await writer.insert_run("resize-images", status=2)
+    await page.goto(server.path("runs?job_type=resize-images&status=Running"))
+    await watched.state("connected")
+    assert await page.locator("#runs-body tr").count() == 2
+    await run_update(writer, leaving, "status = 3, duration_ms = 900")
+    await page.wait_for_selector(f'tr[data-run-id="{leaving}"]', state="detached")
+    entering = await writer.insert_run("resize-images", status=0)
+    other_type = await writer.insert_run("send-welcome-email", status=2)
+    await run_update(writer, entering, "status = 2")
+    await page.wait_for_selector(f'tr[data-run-id="{entering}"]')
+    await asyncio.sleep(0.5)
+    ids = await page.eval_on_selector_all("#runs-body tr", "ns => ns.map(n => n.dataset.runId)")
+    assert ids == [entering, staying]  # newest first
+    assert other_type not in ids
+    statuses = await page.eval_on_selector_all(
+        "#runs-body .status", "ns => ns.map(n => n.textContent)"
+    )
+    assert statuses == ["Running", "Running"]
+    assert watched.errors == []
+
+
+# -- run rows say what they mean ---------------------------------------------------------
+
+
+async def test_run_rows_show_the_attempt_and_no_misleading_progress_or_error(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    done = await writer.insert_run("sync-inventory", status=3)
+    retry = await writer.insert_run("sync-inventory", status=2)
+    await run_update(
+        writer, retry, "attempt_number = 2, error_message = %s", "warehouse API answered 503"
+    )
+    await page.goto(server.path("runs"))
+    await watched.state("connected")
+    finished = f'tr[data-run-id="{done}"]'
+    assert await page.is_hidden(f"{finished} progress")
+    assert (await page.inner_text(f"{finished} .progress-cell")).strip() == ""
+    retrying = f'tr[data-run-id="{retry}"]'
+    assert (await page.inner_text(f"{retrying} .attempt")).strip() == "2"
+    assert (await page.inner_text(f"{retrying} .error")).strip() == ""
+    # Live: the retry fails again and is scheduled once more; its row says so.
+    await run_update(
+        writer, retry, "status = 6, attempt_number = 3, error_message = %s", "still 503"
+    )
+    await watched.text_becomes(f"{retrying} .error", "still 503")
+    await watched.text_becomes(f"{retrying} .attempt", "3")
+    # A new run that has not reported progress: no "0%".
+    fresh = await writer.insert_run("sync-inventory", status=3)
+    await page.wait_for_selector(f'tr[data-run-id="{fresh}"]')
+    assert await page.is_hidden(f'tr[data-run-id="{fresh}"] progress')
+    texts = await page.eval_on_selector_all(
+        "#runs-body .progress-text", "ns => ns.map(n => n.textContent)"
+    )
+    assert "0%" not in texts
+    assert watched.errors == []
+
+
+# -- the run page ------------------------------------------------------------------------
+
+
+async def test_run_page_shows_the_log_first_names_the_trigger_and_the_trace_once(
+    server: RunningServer, writer: Writer, browser: Browser
+) -> None:
+    trace = 'Traceback (most recent call last):\n  File "feed.py", line 1\nValueError: bad'
+    run_id = await writer.insert_run("import-legacy-feed", status=4)
+    await run_update(
+        writer,
+        run_id,
+        "trigger_type = 1, error_message = 'bad', stack_trace = %s, attempt_number = 3,"
+        " started_at = created_at, completed_at = created_at",
+        trace,
+    )
+    await writer.insert_logs(run_id, [f"line {n}" for n in range(30)])
     await writer.execute(
-        "INSERT INTO zapjobs.runs (id, job_type_id, status, worker_id, created_at, started_at,"
-        " completed_at, duration_ms, progress, total, error_message)"
-        " SELECT gen_random_uuid(), (%s::text[])[1 + n %% 5],"
-        "  CASE WHEN n %% 11 = 0 OR n %% 17 = 3 THEN 4 ELSE 3 END, 'worker-' || (1 + n %% 3),"
+        "INSERT INTO zapjobs.logs (id, run_id, level, message, exception)"
+        " VALUES (gen_random_uuid(), %s, 4, 'Attempt 3 failed: bad', %s)",
+        (run_id, trace),
+    )
+    for width, height in ((1366, 768), (390, 844)):
+        async with sized(browser, width, height) as shown:
+            page = shown.page
+            await page.goto(server.path(f"runs/{run_id}"))
+            await shown.state("connected")
+            assert await page.get_attribute("details.run-fields", "open") is None
+            top = await page.eval_on_selector(
+                "#logs-container", "n => n.getBoundingClientRect().top"
+            )
+            assert top < height - 150, (width, top)  # the log starts above the fold
+            assert await page.inner_text('.run-summary [data-field="triggerType"]') == "Scheduled"
+            assert await page.inner_text("#run-error-heading") == "Attempt 3 failed"
+            visible_traces = await page.evaluate(
+                "t => [...document.querySelectorAll('pre, dd')]"
+                ".filter(n => n.checkVisibility() && n.textContent.includes(t)).length",
+                "ValueError: bad",
+            )
+            assert visible_traces == 0  # collapsed in the error panel and in the log line
+            assert await page.locator('.fields [data-field="stackTrace"]').count() == 0
+            await page.click("#run-error summary")
+            assert await page.is_visible("#run-error .stack-trace")
+            await page.click("details.run-fields summary")
+            height_of = "n => n.getBoundingClientRect().height"
+            line = await page.eval_on_selector(".fields dt", height_of)
+            for field in ("createdAt", "startedAt", "completedAt"):
+                cell = f'.fields [data-field="{field}"]'
+                assert await page.eval_on_selector(cell, height_of) <= line + 1, (width, field)
+                assert len(await page.inner_text(cell)) == len("2026-12-01 23:59:59")
+            assert shown.errors == []
+
+
+async def test_log_toolbar_counts_shown_lines_keeps_the_level_and_counts_new_lines(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    run_id = await writer.insert_run("generate-report", status=2)
+    await writer.insert_logs(run_id, [f"step {n}" for n in range(120)])
+    await writer.insert_logs(run_id, ["3 orders reference deleted customers"], level=3)
+    await writer.insert_logs(run_id, ["currency rate missing"], level=4)
+    await page.goto(server.path(f"runs/{run_id}"))
+    await watched.state("connected")
+    assert (await page.inner_text("#log-count")).strip() == "122"
+    await page.select_option("#log-level", "Warning")
+    assert (await page.inner_text("#log-count")).strip() == "2"
+    assert (await page.inner_text("#log-total")).strip() == "of 122"
+    assert "level=Warning" in page.url
+    await page.reload()
+    await watched.state("connected")
+    assert await page.input_value("#log-level") == "Warning"
+    assert (await page.inner_text("#log-count")).strip() == "2"
+    shown = await page.eval_on_selector_all(
+        "#logs-container [data-log-id]:not([hidden])", "ns => ns.length"
+    )
+    assert shown == 2
+    # Follow paused: new lines are counted, and one click jumps to them.
+    await page.select_option("#log-level", "Trace")
+    assert "level=" not in page.url
+    await page.eval_on_selector("#logs-container", "n => { n.scrollTop = 0; }")
+    await page.wait_for_function("() => !document.getElementById('log-follow').checked")
+    assert await page.is_hidden("#log-new")
+    await writer.insert_logs(run_id, ["later 1", "later 2", "later 3"])
+    await watched.text_becomes("#log-new", "3 new lines ↓")
+    await page.click("#log-new")
+    assert await page.is_checked("#log-follow")
+    assert await page.is_hidden("#log-new")
+    at_end = "n => n.scrollHeight - n.scrollTop - n.clientHeight < 24"
+    await page.wait_for_function(f"() => ({at_end})(document.getElementById('logs-container'))")
+    assert (await page.inner_text("#log-count")).strip() == "125"
+    assert watched.errors == []
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+async def test_workers_show_every_run_they_are_running_and_say_what_they_count(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    await writer.execute(
+        "INSERT INTO zapjobs.heartbeats (id, worker_id, hostname, process_id, current_job_type,"
+        " jobs_processed, jobs_failed, timestamp) VALUES (gen_random_uuid(), 'worker-1', 'app-1',"
+        " 7, 'long-finished-job', 12, 3, now() AT TIME ZONE 'utc')"
+    )
+    runs = []
+    for job_type in ("resize-images", "resize-images", "send-welcome-email"):
+        run_id = await writer.insert_run(job_type, status=2)
+        await run_update(writer, run_id, "worker_id = 'worker-1'")
+        runs.append(run_id)
+    await page.goto(server.path("workers"))
+    await watched.state("connected")
+    cell = 'tr[data-worker-id="worker-1"] .current-job'
+    assert await page.inner_text(cell) == "3 runs: resize-images \u00d72, send-welcome-email"
+    await run_update(writer, runs[0], "status = 3")
+    await watched.text_becomes(cell, "2 runs: resize-images, send-welcome-email")
+    later = await writer.insert_run("sync-inventory", status=0)
+    await run_update(writer, later, "status = 2, worker_id = 'worker-1'")
+    await watched.text_becomes(cell, "3 runs: resize-images, send-welcome-email, sync-inventory")
+    # All done: the heartbeat's job type, older than the runs' ends, is not shown either.
+    await writer.execute(
+        "UPDATE zapjobs.runs SET status = 3 WHERE worker_id = 'worker-1' AND status = 2"
+    )
+    await watched.text_becomes(cell, "")
+    headers = await page.eval_on_selector_all(
+        ".workers-table th", "ns => ns.map(n => n.textContent.trim())"
+    )
+    assert headers[3:6] == ["Running now", "Attempts", "Failed attempts"]
+    assert "counts runs that ended Failed" in await page.inner_text(".hint")
+    assert watched.errors == []
+
+
+# -- small things ------------------------------------------------------------------------
+
+
+async def test_error_pages_have_no_live_indicator_and_no_page_load_asks_for_a_missing_file(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    run_id = await seed_everything(writer)
+    for path in (*PAGES, f"runs/{run_id}"):
+        await page.goto(server.path(path))
+        await watched.state("connected")
+    icon = await page.get_attribute("link[rel=icon]", "href")
+    assert icon is not None
+    assert (await page.request.get(server.path(icon.removeprefix("/zapjobs/")))).status == 200
+    assert failed == []
+    response = await page.goto(server.path(f"runs/{uuid.uuid4()}"))
+    assert response is not None and response.status == 404
+    await asyncio.sleep(0.5)
+    assert await page.locator("#connection-status").count() == 0
+    assert watched.errors == []
+
+
+async def test_ids_and_job_types_stay_on_one_line_beside_a_long_error(
+    server: RunningServer, writer: Writer, browser: Browser
+) -> None:
+    plain = await writer.insert_run("send-welcome-email", status=3)
+    failing = await writer.insert_run("rebuild-search-index", status=4)
+    long_error = "the search cluster did not answer within 4 seconds; " * 6
+    await run_update(
+        writer, failing, "error_message = %s, worker_id = %s", long_error, "worker-eu-west-1-7f3c9a"
+    )
+    await run_update(writer, plain, "worker_id = 'worker-eu-west-1-7f3c9a'")
+    async with sized(browser, 1366, 900) as desk:
+        await desk.page.goto(server.path("runs"))
+        height = "n => n.getBoundingClientRect().height"
+        plain_height = await desk.page.eval_on_selector(f'tr[data-run-id="{plain}"]', height)
+        failing_row = f'tr[data-run-id="{failing}"]'
+        assert await desk.page.eval_on_selector(failing_row, height) <= plain_height + 1
+        assert await desk.page.get_attribute(f"{failing_row} .error", "title") == long_error
+
+
+async def test_data_is_dimmed_while_offline(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    await page.goto(server.path(""))
+    await watched.state("connected")
+    opacity = "() => Number(getComputedStyle(document.querySelector('main')).opacity)"
+    assert await page.evaluate(opacity) == 1
+    await page.route("**/events*", lambda route: route.abort())
+    await page.route("**/api/**", lambda route: route.abort())
+    await page.evaluate("window.zapjobsLive.source.close(); window.zapjobsLive.startPolling()")
+    await watched.state("disconnected")
+    await page.wait_for_function(f"() => ({opacity})() < 0.7", timeout=5000)
+    await page.unroute("**/events*")
+    await page.unroute("**/api/**")
+    await watched.state("connected")
+    await page.wait_for_function(f"() => ({opacity})() === 1", timeout=5000)
+
+
+async def test_filter_links_carry_only_the_filters_that_are_set(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    await writer.insert_run("send-welcome-email", status=4)
+    await page.goto(server.path("runs"))
+    await page.select_option(".filters select[name=status]", "Failed")
+    await page.click(".filters button[type=submit]")
+    await page.wait_for_url("**/runs?status=Failed")
+    assert "job_type" not in page.url
+    await page.goto(server.path("dead-letter"))
+    assert "waiting for an operator" in await page.inner_text("main .hint")
+
+
+async def test_times_read_relative_with_the_exact_time_on_hover_and_keep_ticking(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    run_id = await writer.insert_run("send-welcome-email", status=3)
+    await run_update(writer, run_id, "created_at = created_at - interval '56 seconds'")
+    created = await writer.execute(
+        "SELECT to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') FROM zapjobs.runs WHERE id = %s",
+        (run_id,),
+    )
+    await page.goto(server.path("runs"))
+    await watched.state("connected")
+    cell = f'tr[data-run-id="{run_id}"] .created time'
+    text = (await page.inner_text(cell)).strip()
+    assert re.fullmatch(r"5\d s ago", text), text
+    assert await page.get_attribute(cell, "title") == f"{created[0][0]} UTC"
+    await watched.text_becomes(cell, "1 min ago", timeout=8000)
+    live = await writer.insert_run("sync-inventory", status=0)
+    await watched.text_becomes(f'tr[data-run-id="{live}"] .created time', "just now")
+
+
+# -- keyboard ----------------------------------------------------------------------------
+
+
+async def test_keyboard_shortcuts_move_between_pages_and_rows_but_not_while_typing(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    page = watched.page
+    first = await writer.insert_run("sync-inventory", status=3)
+    second = await writer.insert_run("resize-images", status=3)
+    await page.goto(server.path(""))
+    await watched.state("connected")
+    await page.keyboard.press("?")
+    assert await page.is_visible("#shortcuts")
+    await page.keyboard.press("Escape")
+    assert await page.is_hidden("#shortcuts")
+    await page.keyboard.press("/")
+    assert await page.evaluate("document.activeElement.id") == "go-to-run-id"
+    await page.keyboard.type("gr")  # typing in the box: no shortcut
+    assert await page.input_value("#go-to-run-id") == "gr"
+    assert page.url == server.path("")
+    await page.evaluate("document.activeElement.blur()")
+    for keys, path in (("gw", "workers"), ("gd", "dead-letter"), ("gj", "jobs"), ("go", "")):
+        await page.keyboard.press(keys[0])
+        await page.keyboard.press(keys[1])
+        await page.wait_for_url(server.path(path))
+    await page.keyboard.press("g")
+    await page.keyboard.press("r")
+    await page.wait_for_url(server.path("runs"))
+    await watched.state("connected")
+    await page.keyboard.press("j")
+    await page.keyboard.press("j")
+    await page.keyboard.press("k")
+    selected = await page.eval_on_selector_all("tr.selected", "ns => ns.map(n => n.dataset.runId)")
+    assert selected == [second]  # newest first
+    await page.keyboard.press("j")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(server.path(f"runs/{first}"))
+    assert watched.errors == []
+
+
+# -- the README's screenshots -------------------------------------------------------------
+
+# What the demo's jobs write when they fail (zapjobs_sse/demo.py).
+DEMO_ERRORS = {
+    "sync-inventory": ("UpstreamUnavailable", "warehouse API answered 503 Service Unavailable"),
+    "import-legacy-feed": (
+        "ValueError",
+        "line 1: malformed record: expected '<feed>', found '<html>'",
+    ),
+    "rebuild-search-index": ("TimeoutError", "timed out after 4 s"),
+}
+SHOWCASE_WORKER = "app-1-4242-9f3c1a"
+
+
+async def seed_showcase(writer: Writer) -> str:
+    """A busy hour of the demo (zapjobs_sse/demo.py): its job types, runs in its mix, one
+    worker running several jobs at once, and a report run writing its log."""
+    for job in demo_jobs:
+        d = job.definition
+        await writer.execute(
+            "INSERT INTO zapjobs.definitions (job_type_id, display_name, description, queue,"
+            " max_retries, timeout_seconds, max_concurrency, last_run_at, last_run_status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, now() AT TIME ZONE 'utc' - interval '20 s', 3)",
+            (
+                d.job_type_id,
+                d.display_name,
+                d.description,
+                d.queue,
+                d.max_retries,
+                d.timeout_seconds,
+                d.max_concurrency,
+            ),
+        )
+    mix = ["send-welcome-email"] * 5 + ["resize-images"] * 4 + ["sync-inventory"] * 3
+    mix += ["generate-report", "rebuild-search-index", "import-legacy-feed"]
+    await writer.execute(
+        "INSERT INTO zapjobs.runs (id, job_type_id, status, worker_id, trigger_type, triggered_by,"
+        " created_at, started_at, completed_at, duration_ms, progress, total, attempt_number)"
+        " SELECT gen_random_uuid(), (%s::text[])[1 + (n * 7) %% %s], 3, %s, 3, 'demo',"
         "  now() AT TIME ZONE 'utc' - power(n, 1.3) * interval '3 seconds' - interval '9 s',"
         "  now() AT TIME ZONE 'utc' - power(n, 1.3) * interval '3 seconds' - interval '8 s',"
         "  now() AT TIME ZONE 'utc' - power(n, 1.3) * interval '3 seconds',"
-        "  200 + (n * 7919) %% 9000, 100, 100,"
-        "  CASE WHEN n %% 11 = 0 OR n %% 17 = 3 THEN 'SMTP 451: temporary failure' END"
+        "  200 + (n * 7919) %% 4000, 0, 0, 1"
         " FROM generate_series(1, 270) n",
-        (jobs,),
+        (mix, len(mix), SHOWCASE_WORKER),
     )
-    run_id = str(uuid.uuid4())
-    await writer.insert_run("resize-images", status=2, run_id=run_id)
+    # resize-images reports progress image by image; the others do not.
     await writer.execute(
-        "UPDATE zapjobs.runs SET worker_id = 'worker-2', progress = 640, total = 1000,"
-        " progress_message = 'resizing originals', started_at = created_at WHERE id = %s",
-        (run_id,),
+        "UPDATE zapjobs.runs SET progress = 6, total = 6 WHERE job_type_id = 'resize-images'"
     )
-    for n in range(2):
-        await writer.insert_run(jobs[n], status=0)
-    for n in range(1, 4):
+    for job_type, (error_type, message) in DEMO_ERRORS.items():
         await writer.execute(
-            "INSERT INTO zapjobs.heartbeats (id, worker_id, hostname, process_id,"
-            " current_job_type, jobs_processed, jobs_failed, timestamp)"
-            " VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, %s,"
-            "  now() AT TIME ZONE 'utc' - %s * interval '1 second')",
-            (
-                f"worker-{n}",
-                f"app-{n}.internal",
-                4000 + n,
-                "resize-images" if n == 2 else None,
-                90 + n * 7,
-                n,
-                90 if n == 3 else 2,
-            ),
+            "UPDATE zapjobs.runs SET status = 4, error_type = %s, error_message = %s,"
+            " attempt_number = 2 WHERE id IN (SELECT id FROM zapjobs.runs"
+            " WHERE job_type_id = %s ORDER BY created_at DESC OFFSET 1 LIMIT 3)",
+            (error_type, message, job_type),
         )
-    lines = []
-    for n in range(1, 41):
-        lines.append(f"resized batch {n}/100: {n * 16} images, {n * 3.7:.1f} MB written")
-    await writer.insert_logs(run_id, ["starting: 1000 images in bucket media-originals"], level=2)
-    await writer.insert_logs(run_id, ["cache warm-up took 412 ms"], level=1)
-    await writer.insert_logs(run_id, lines)
-    await writer.insert_logs(run_id, ["image 6613.png is larger than 40 MB, skipped"], level=3)
-    await writer.insert_logs(run_id, ["resized batch 41/100: 656 images"], level=2)
+    # After its retries, import-legacy-feed ends in the dead letter queue.
     await writer.execute(
-        "UPDATE zapjobs.logs SET category = CASE WHEN level = 1 THEN 'Cache'"
-        " WHEN message LIKE 'starting%%' THEN 'Job' ELSE 'ImageResizer' END WHERE run_id = %s",
-        (run_id,),
+        "INSERT INTO zapjobs.dead_letter (id, original_run_id, job_type_id, queue, error_message,"
+        " error_type, attempt_count, moved_at) SELECT gen_random_uuid(), id, job_type_id, queue,"
+        " error_message, error_type, attempt_number, completed_at FROM zapjobs.runs"
+        " WHERE job_type_id = 'import-legacy-feed' AND status = 4"
     )
-    return run_id
+    retry = await writer.insert_run("sync-inventory", status=6)
+    await run_update(
+        writer,
+        retry,
+        "attempt_number = 2, worker_id = %s, error_type = 'UpstreamUnavailable',"
+        " error_message = %s, created_at = created_at - interval '4 s'",
+        SHOWCASE_WORKER,
+        DEMO_ERRORS["sync-inventory"][1],
+    )
+    for job_type, progress, total in (("resize-images", 4, 7), ("send-welcome-email", 0, 0)):
+        run_id = await writer.insert_run(job_type, status=2)
+        await run_update(
+            writer,
+            run_id,
+            "worker_id = %s, progress = %s, total = %s, started_at = created_at",
+            SHOWCASE_WORKER,
+            progress,
+            total,
+        )
+    for job_type in ("send-welcome-email", "resize-images"):
+        await writer.insert_run(job_type, status=0)
+    report = str(uuid.uuid4())
+    await writer.insert_run("generate-report", status=2, run_id=report)
+    await run_update(
+        writer,
+        report,
+        "worker_id = %s, progress = 3, total = 5, progress_message = 'aggregate',"
+        " trigger_type = 3, triggered_by = 'demo', input_json = %s,"
+        " started_at = created_at - interval '5 s'",
+        SHOWCASE_WORKER,
+        '{"report": "daily-sales"}',
+    )
+    await writer.execute(
+        "INSERT INTO zapjobs.heartbeats (id, worker_id, hostname, process_id, current_job_type,"
+        " jobs_processed, jobs_failed, queues, timestamp) VALUES (gen_random_uuid(), %s, 'app-1',"
+        " 4242, 'generate-report', 268, 11, %s, now() AT TIME ZONE 'utc' - interval '2 s')",
+        (SHOWCASE_WORKER, demo_jobs.queues),
+    )
+    steps = ["query orders", "join customers", "aggregate"]
+    await writer.insert_logs(report, ["Report daily-sales"], level=2)
+    for number, step in enumerate(steps, start=1):
+        await writer.insert_logs(report, [f"step {number}: {step} (start)"], level=0)
+        await writer.insert_logs(report, [f"step {number}: {step} took a while"], level=1)
+        if step == "join customers":
+            await writer.insert_logs(report, ["3 orders reference deleted customers"], level=3)
+    await writer.insert_logs(report, ["Currency rate missing for 2024-02-29; used previous day"], 4)
+    await writer.execute(
+        "UPDATE zapjobs.logs SET category = 'report' WHERE run_id = %s AND level <> 4", (report,)
+    )
+    return report
+
+
+SHOTS = {
+    # name: (width, height, full page)
+    "": (1366, 900, True),
+    "-phone": (390, 844, False),
+}
 
 
 async def test_screenshots_of_the_live_pages(
-    server: RunningServer, writer: Writer, watched: Watched, tmp_path: Path
+    server: RunningServer, writer: Writer, browser: Browser, tmp_path: Path
 ) -> None:
-    """Writes docs/screenshot-*.png when ZAPJOBS_SCREENSHOTS=1 (to a temporary folder otherwise)."""
-    page = watched.page
+    """Writes docs/screenshot-*.png when ZAPJOBS_SCREENSHOTS=1 (to a temporary folder
+    otherwise), after checking that each picture shows what the README says it shows."""
     run_id = await seed_showcase(writer)
+    failed_today = await writer.execute(
+        "SELECT count(*) FROM zapjobs.runs WHERE status = 4"
+        " AND completed_at >= date_trunc('day', now() AT TIME ZONE 'utc')"
+    )
     await asyncio.sleep(0.5)
-    await page.goto(server.path(""))
-    await watched.state("connected")
-    await watched.text_becomes("#stat-running", "1")
-    overview = tmp_path / "screenshot-overview.png"
-    await page.screenshot(path=str(overview), full_page=True)
+    shots = []
+    for suffix, (width, height, full_page) in SHOTS.items():
+        async with sized(browser, width, height) as shown:
+            page = shown.page
+            await page.goto(server.path(""))
+            await shown.state("connected")
+            await shown.text_becomes("#stat-running", "3")
+            await shown.text_becomes("#stat-failed", str(failed_today[0][0]))
+            await shown.text_becomes("#stat-dead-letter", "3")
+            worker = f'tr[data-worker-id="{SHOWCASE_WORKER}"] .current-job'
+            await shown.text_becomes(
+                worker, "3 runs: generate-report, resize-images, send-welcome-email"
+            )
+            texts = await page.eval_on_selector_all(
+                "#runs-body .progress-text", "ns => ns.map(n => n.textContent)"
+            )
+            assert "4/7" in texts and "0%" not in texts
+            assert await page.locator("#runs-body .attempt.retried").count() >= 1
+            assert await page.locator("#runs-chart rect.bar-completed[height]").count() == 60
+            assert await page_width(page) <= width
+            overview = tmp_path / f"screenshot-overview{suffix}.png"
+            await page.screenshot(path=str(overview), full_page=full_page)
 
-    await page.goto(server.path(f"runs/{run_id}"))
-    await watched.state("connected")
-    await writer.insert_logs(run_id, ["resized batch 42/100: 672 images"])
-    await page.wait_for_selector("text=resized batch 42/100")
-    await page.eval_on_selector("details.run-fields", "n => { n.open = false; }")
-    run_log = tmp_path / "screenshot-run-log.png"
-    await page.screenshot(path=str(run_log), full_page=True)
-    assert overview.stat().st_size > 10000 and run_log.stat().st_size > 10000
+            await page.goto(server.path(f"runs/{run_id}"))
+            await shown.state("connected")
+            await writer.insert_logs(run_id, ["step 4: render charts (start)"], level=0)
+            await page.wait_for_selector("text=step 4: render charts (start)")
+            await page.wait_for_timeout(300)  # the last line scrolled into view
+            assert await page.inner_text('.run-summary [data-field="triggerType"]') == "Api"
+            assert await page.is_hidden("#run-error")
+            log_top = await page.eval_on_selector(
+                "#logs-container", "n => n.getBoundingClientRect().top"
+            )
+            assert log_top < height - 200
+            last_line = await page.eval_on_selector(
+                "#logs-container [data-log-id]:last-child",
+                "n => { const r = n.getBoundingClientRect();"
+                " const c = n.parentElement.getBoundingClientRect();"
+                " return r.bottom <= c.bottom + 1 && r.top >= c.top; }",
+            )
+            assert last_line, "Follow keeps the newest line in view"
+            assert await page_width(page) <= width
+            run_log = tmp_path / f"screenshot-run-log{suffix}.png"
+            await page.screenshot(path=str(run_log), full_page=full_page)
+            assert shown.errors == []
+            shots += [overview, run_log]
+    assert all(shot.stat().st_size > 10000 for shot in shots)
     if os.environ.get("ZAPJOBS_SCREENSHOTS") == "1":
         docs = repo_root() / "docs"
-        for shot in (overview, run_log):
+        for shot in shots:
             with contextlib.suppress(shutil.SameFileError):
                 shutil.copyfile(shot, docs / shot.name)

@@ -1,16 +1,30 @@
-"""What the pages show for numbers and times (dashboard.js formats them the same way)."""
+"""What the pages show for numbers and times; web/static/format.js shows the same."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
+import pytest
+
+from tests.conftest import repo_root
 from zapjobs_sse.server.http.pages import (
     CHART_HEIGHT,
     chart_bars,
+    error_heading,
+    format_count,
     format_duration,
     format_elapsed,
+    format_log_time,
+    format_relative,
+    progress_view,
+    row_error,
     running_for,
+    running_summary,
 )
 from zapjobs_sse.server.http.readmodel import chart_minutes
 from zapjobs_sse.server.http.times import format_time
@@ -72,3 +86,126 @@ def test_chart_bars_stack_failed_on_completed_scaled_to_the_busiest_minute() -> 
     assert first["failed_y"] + first["failed_h"] == first["completed_y"]
     assert second["completed_h"] == 0 and second["failed_h"] == CHART_HEIGHT // 2
     assert chart_bars([{"minute": "x", "completed": 0, "failed": 0}])["top"] == 1
+
+
+# -- the server's formatters and the browser's (web/static/format.js) agree ---------------
+
+NOW = datetime(2026, 11, 28, 12, 0, 0)
+NOW_MS = int((NOW - datetime(1970, 1, 1)) / timedelta(milliseconds=1))
+STATIC = repo_root() / "web" / "static"
+
+RUNS: list[dict[str, Any]] = [
+    {"status": "Completed", "progress": 0, "total": 0},
+    {"status": "Completed", "progress": 10, "total": 10},
+    {"status": "Running", "progress": 0, "total": 0},
+    {"status": "Running", "progress": 40, "total": 0},
+    {"status": "Running", "progress": 3, "total": 8},
+    {"status": "Running", "progress": 12, "total": 8},
+    {"status": "Running", "attemptNumber": 2, "errorMessage": "503"},
+    {"status": "AwaitingRetry", "attemptNumber": 2, "errorMessage": "503"},
+    {"status": "Failed", "attemptNumber": 3, "errorMessage": "boom"},
+    {"status": "Failed", "attemptNumber": 1, "errorMessage": "boom"},
+    {"status": "Pending", "attemptNumber": 1, "errorMessage": None},
+]
+STAMPS = [
+    None,
+    "2026-11-28T12:00:00.000Z",
+    "2026-11-28T11:59:51.000Z",
+    "2026-11-28T11:59:49.500Z",
+    "2026-11-28T11:57:00.000Z",
+    "2026-11-28T09:00:00.000Z",
+    "2026-11-25T12:00:00.000Z",
+    "2026-11-28T12:03:00.000Z",
+    "2026-11-28T12:00:05.000Z",
+]
+WORKLOADS = [[], ["a"], ["b", "a", "b"], ["resize-images"] * 3 + ["send-welcome-email"] * 3]
+DURATIONS = [None, 0, 999, 1000, 1250, 59999, 61000, 3600000]
+COUNTS = [None, 0, 999, 1000, 1234567]
+MINUTES = [
+    {"minute": "2026-11-28T11:58:00.000Z", "completed": 7, "failed": 2},
+    {"minute": "2026-11-28T11:59:00.000Z", "completed": 0, "failed": 0},
+    {"minute": "2026-11-28T12:00:00.000Z", "completed": 3, "failed": 1},
+]
+
+
+def python_answers() -> dict[str, Any]:
+    return {
+        "relative": [format_relative(stamp, NOW) for stamp in STAMPS],
+        "time": [format_time(stamp) for stamp in STAMPS],
+        "logTime": [format_log_time(stamp) for stamp in STAMPS],
+        "progress": [progress_view(run) for run in RUNS],
+        "rowError": [row_error(run) for run in RUNS],
+        "errorHeading": [error_heading(run) for run in RUNS],
+        "running": [running_summary(types) for types in WORKLOADS],
+        "duration": [format_duration(ms) for ms in DURATIONS],
+        "elapsed": [format_elapsed(ms) for ms in DURATIONS],
+        "count": [format_count(value) for value in COUNTS],
+        "chart": chart_bars(MINUTES),
+    }
+
+
+BROWSER_SIDE = """
+import * as f from %(format)s;
+import { chartBars } from %(chart)s;
+const c = JSON.parse(process.argv[1]);
+console.log(JSON.stringify({
+  relative: c.stamps.map((s) => f.formatRelative(s, c.now)),
+  time: c.stamps.map((s) => f.formatTime(s)),
+  logTime: c.stamps.map((s) => f.formatLogTime(s)),
+  progress: c.runs.map((r) => f.progressView(r)),
+  rowError: c.runs.map((r) => f.rowError(r)),
+  errorHeading: c.runs.map((r) => f.errorHeading(r)),
+  running: c.workloads.map((w) => f.runningSummary(w)),
+  duration: c.durations.map((ms) => f.formatDuration(ms)),
+  elapsed: c.durations.map((ms) => f.formatElapsed(ms)),
+  count: c.counts.map((v) => f.formatCount(v)),
+  chart: chartBars(c.minutes),
+}));
+"""
+
+
+def test_the_browser_formats_every_value_as_the_server_does() -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed: cannot run web/static/format.js and chart.js")
+    cases = {
+        "now": NOW_MS,
+        "stamps": STAMPS,
+        "runs": RUNS,
+        "workloads": WORKLOADS,
+        "durations": DURATIONS,
+        "counts": COUNTS,
+        "minutes": MINUTES,
+    }
+    modules = {name: json.dumps((STATIC / f"{name}.js").as_uri()) for name in ("format", "chart")}
+    script = BROWSER_SIDE % modules
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", script, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert json.loads(done.stdout) == python_answers()
+
+
+def test_relative_times_round_towards_the_moment() -> None:
+    assert format_relative(None, NOW) == ""
+    assert format_relative("2026-11-28T11:59:51.000Z", NOW) == "just now"
+    assert format_relative("2026-11-28T11:59:49.500Z", NOW) == "10 s ago"
+    assert format_relative("2026-11-28T11:57:00.000Z", NOW) == "3 min ago"
+    assert format_relative("2026-11-25T12:00:00.000Z", NOW) == "3 d ago"
+    assert format_relative("2026-11-28T12:03:00.000Z", NOW) == "in 3 min"
+    assert format_relative("2026-11-28T12:00:05.000Z", NOW) == "in a moment"
+
+
+def test_a_finished_run_without_progress_shows_no_bar_and_a_retry_no_stale_error() -> None:
+    assert progress_view({"status": "Completed", "progress": 0, "total": 0}) is None
+    assert progress_view({"status": "Running", "progress": 0, "total": 0}) == {
+        "max": 100,
+        "value": None,
+        "text": "",
+    }
+    assert row_error({"status": "Running", "attemptNumber": 2, "errorMessage": "503"}) == ""
+    assert error_heading({"status": "Running", "attemptNumber": 2}) == "Attempt 1 failed"
+    assert running_summary(["b", "a", "b"]) == "3 runs: b \u00d72, a"

@@ -1,11 +1,16 @@
-"""The server-rendered pages: complete without JavaScript; dashboard.js keeps them live."""
+"""The server-rendered pages: complete without JavaScript; web/static/*.js keep them live.
+
+The formatters here are the Jinja filters; web/static/format.js formats the same values
+the same way (tests/unit/test_dashboard_format.py runs both).
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,6 +44,7 @@ from .params import (
     RunFilter,
     one,
     parse_dead_letter_filter,
+    parse_enum,
     parse_limit,
     parse_log_after,
     parse_page_key,
@@ -51,16 +57,24 @@ from .times import format_time, utc_now
 __all__ = [
     "CHART_HEIGHT",
     "chart_bars",
+    "error_heading",
     "error_page",
+    "format_count",
     "format_duration",
     "format_elapsed",
+    "format_log_time",
+    "format_relative",
+    "progress_view",
+    "row_error",
     "running_for",
+    "running_summary",
     "setup_pages",
 ]
 
 log = structlog.get_logger("zapjobs_sse.server.http.pages")
 
 RECENT_RUNS = 15
+MAX_RUNNING = 500  # running runs read for the workers' "Running now" (the API's page limit)
 CHART_HEIGHT = 120
 CHART_BAR = 10
 
@@ -81,7 +95,7 @@ STAT_CARDS = (
 
 
 def format_duration(ms: int | None) -> str:
-    """A duration for people; dashboard.js formats it the same way."""
+    """A duration for people."""
     if ms is None:
         return ""
     if ms < 1000:
@@ -94,7 +108,7 @@ def format_duration(ms: int | None) -> str:
 
 
 def format_elapsed(ms: int | None) -> str:
-    """How long a running run has been running, in whole seconds (dashboard.js: the same)."""
+    """How long a running run has been running, in whole seconds."""
     if ms is None:
         return ""
     seconds = max(0, ms // 1000)
@@ -114,8 +128,79 @@ def format_count(value: int | None) -> str:
     return "" if value is None else f"{value:,}".replace(",", "\u202f")
 
 
+def _wire_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.removesuffix("Z"))
+
+
+def format_log_time(value: str | None) -> str:
+    """A log line's time of day, to the millisecond: "17:59:31.123"."""
+    return value[11:23] if value else ""
+
+
+def format_relative(value: str | None, now: datetime) -> str:
+    """How far a wire timestamp is from now: "3 min ago", "in 2 h", "just now"."""
+    if not value:
+        return ""
+    milliseconds = (now - _wire_time(value)) // timedelta(milliseconds=1)
+    seconds = int(milliseconds / 1000)
+    away = abs(seconds)
+    if away < 10:
+        return "in a moment" if seconds < 0 else "just now"
+    if away < 60:
+        text = f"{away} s"
+    elif away < 3600:
+        text = f"{away // 60} min"
+    elif away < 86400:
+        text = f"{away // 3600} h"
+    else:
+        text = f"{away // 86400} d"
+    return f"in {text}" if seconds < 0 else f"{text} ago"
+
+
+def progress_view(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The progress bar of a run: None when there is nothing to show (a finished run that
+    never reported progress); value None is an indeterminate bar (running, no progress)."""
+    progress, total = run.get("progress") or 0, run.get("total") or 0
+    if total > 0:
+        return {"max": total, "value": min(progress, total), "text": f"{progress}/{total}"}
+    if progress > 0:
+        return {"max": 100, "value": min(progress, 100), "text": f"{progress}%"}
+    if run.get("status") == "Running":
+        return {"max": 100, "value": None, "text": ""}
+    return None
+
+
+def row_error(run: Mapping[str, Any]) -> str:
+    """The error a run row shows: that of the attempt its status is about (a retry that is
+    running again has none yet; the run page keeps the previous attempt's)."""
+    if run.get("status") in ("Failed", "AwaitingRetry"):
+        return str(run.get("errorMessage") or "")
+    return ""
+
+
+def error_heading(run: Mapping[str, Any]) -> str:
+    """The heading of the run page's error panel: whose error it is."""
+    attempt = run.get("attemptNumber") or 1
+    if run.get("status") == "Failed":
+        return f"Attempt {attempt} failed" if attempt > 1 else "Error"
+    return f"Attempt {attempt - 1} failed" if attempt > 1 else "Error"
+
+
+def running_summary(job_types: list[str]) -> str:
+    """What a worker runs now: "sync-inventory", or "6 runs: resize-images \u00d73, ..."
+    (most frequent first; format.js runningSummary says the same)."""
+    if not job_types:
+        return ""
+    if len(job_types) == 1:
+        return job_types[0]
+    counts = Counter(job_types)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    parts = [f"{name} \u00d7{n}" if n > 1 else name for name, n in ordered]
+    return f"{len(job_types)} runs: " + ", ".join(parts)
+
+
 def chart_bars(minutes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bar geometry of the runs-per-minute chart (dashboard.js draws the same)."""
+    """Bar geometry of the runs-per-minute chart (chart.js draws the same)."""
     top = max([m["completed"] + m["failed"] for m in minutes] + [1])
     bars = []
     for index, minute in enumerate(minutes):
@@ -224,6 +309,21 @@ def _database_error_page(request: web.Request, error: DatabaseError) -> web.Resp
     return error_page(request, 503, "The database could not answer this request.")
 
 
+async def _workers_with_runs(app: web.Application) -> list[dict[str, Any]]:
+    """The workers, each with the runs it is running now (the runs table knows them all;
+    a heartbeat names one current job type, possibly out of date)."""
+    running = await app[DATABASE].list_runs(
+        status=RUN_STATUSES.index("Running"), job_type=None, before=None, limit=MAX_RUNNING
+    )
+    by_worker: dict[str, list[dict[str, str]]] = {}
+    for row in reversed(running):
+        if row["worker_id"]:
+            item = {"id": str(row["id"]), "jobTypeId": row["job_type_id"]}
+            by_worker.setdefault(row["worker_id"], []).append(item)
+    workers = await readmodel.current_workers(app)
+    return [worker | {"running": by_worker.get(worker["workerId"], [])} for worker in workers]
+
+
 # -- pages ----------------------------------------------------------------------------
 
 
@@ -232,7 +332,7 @@ async def overview(request: web.Request) -> dict[str, Any]:
     database = request.app[DATABASE]
     stats = await readmodel.current_stats(request.app)
     runs, _ = await readmodel.list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
-    workers = await readmodel.current_workers(request.app)
+    workers = await _workers_with_runs(request.app)
     minutes = await readmodel.recent_minutes(database)
     return {
         "title": "Overview",
@@ -292,21 +392,27 @@ async def run_page(request: web.Request) -> dict[str, Any]:
     row = await database.run(run_id)
     if row is None:
         not_found(f"No run with id {run_id}.")
+    min_level = min(parse_enum(request.query, "level", LOG_LEVELS) or 0, len(LOG_LEVELS) - 1)
     lines = await database.logs_after(run_id, after, limit=LOG_PAGE)
     logs = [log_wire(line) for line in lines]
     run = run_wire(row)
     now = utc_now()
+    hidden_levels = LOG_LEVELS[:min_level]
     return {
         "title": f"Run {run_id}",
         "run": run,
         "running_for": running_for(run, now),
         "server_now": timestamp(now),
-        "fields": [(key, value) for key, value in run.items()],
+        # The stack trace has its place in the error panel.
+        "fields": [(key, value) for key, value in run.items() if key != "stackTrace"],
         "logs": logs,
         "logs_after": logs[-1]["cursor"] if logs else str(after),
         "more_logs": len(logs) == LOG_PAGE,
         "started_after": after_text or "",
         "levels": LOG_LEVELS,
+        "min_level": min_level,
+        "level_query": _query(level=LOG_LEVELS[min_level] if min_level else None),
+        "shown_lines": sum(1 for line in logs if line["level"] not in hidden_levels),
     }
 
 
@@ -318,7 +424,7 @@ async def jobs_page(request: web.Request) -> dict[str, Any]:
 
 @page("workers.html", "workers")
 async def workers_page(request: web.Request) -> dict[str, Any]:
-    return {"title": "Workers", "workers": await readmodel.current_workers(request.app)}
+    return {"title": "Workers", "workers": await _workers_with_runs(request.app)}
 
 
 @page("dead_letter.html", "dead-letter")
@@ -355,7 +461,17 @@ def _lower(value: object) -> str:
     return str(value).lower()
 
 
-FILTERS: dict[str, Callable[..., str]] = {
+def _ago(value: str | None) -> str:
+    return format_relative(value, utc_now())
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "ago": _ago,
+    "error_heading": error_heading,
+    "log_time": format_log_time,
+    "progress_view": progress_view,
+    "row_error": row_error,
+    "running_summary": running_summary,
     "when": format_time,
     "duration": format_duration,
     "elapsed": format_elapsed,

@@ -16,6 +16,7 @@ __all__ = [
     "DEAD_LETTER_STATUSES",
     "LOG_LEVELS",
     "RUN_STATUSES",
+    "TRIGGER_TYPES",
     "activity_wire",
     "camel",
     "dead_letter_wire",
@@ -40,6 +41,8 @@ RUN_STATUSES = (
 )
 LOG_LEVELS = ("Trace", "Debug", "Info", "Warning", "Error", "Critical")
 DEAD_LETTER_STATUSES = ("Pending", "Requeued", "Discarded", "Archived")
+# ZapJobs' JobTriggerType: how a run came to be.
+TRIGGER_TYPES = ("Manual", "Scheduled", "Cron", "Api", "Retry", "Continuation", "Batch")
 
 
 def enum_name(names: tuple[str, ...], value: int | None) -> str | None:
@@ -83,7 +86,7 @@ def run_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The whole run, every column (RunDetailUpdated, JobTypeRunUpdated, the API)."""
     out = _columns(row)
     out["status"] = enum_name(RUN_STATUSES, row["status"])
-    out["triggerType"] = row.get("trigger_type")
+    out["triggerType"] = enum_name(TRIGGER_TYPES, row.get("trigger_type"))
     return out
 
 
@@ -97,6 +100,7 @@ def run_summary_wire(row: Mapping[str, Any]) -> dict[str, Any]:
         "total": row["total"],
         "durationMs": row["duration_ms"],
         "errorMessage": row["error_message"],
+        "attemptNumber": row["attempt_number"],
         "createdAt": timestamp(row["created_at"]),
         "workerId": row["worker_id"],
     }

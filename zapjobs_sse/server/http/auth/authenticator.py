@@ -53,7 +53,7 @@ __all__ = [
 log = structlog.get_logger("zapjobs_sse.server.http.auth.authenticator")
 
 # Static files the login page needs before anybody has signed in (web/static/).
-LOGIN_ASSETS: Final = frozenset({"dashboard.css", "theme.js"})
+LOGIN_ASSETS: Final = frozenset({"dashboard.css", "theme.js", "favicon.svg"})
 MAX_USER_LENGTH: Final = 255
 
 

@@ -1,0 +1,50 @@
+// The overview: stat cards, the chart, recent runs and workers.
+
+import { api } from "./api.js";
+import { drawChart } from "./chart.js";
+import { body, debounce } from "./dom.js";
+import { formatCount } from "./format.js";
+import { replaceRuns, upsertRun } from "./run-rows.js";
+import { readRendered, replaceRunning, replaceWorkers, trackRun, upsertWorker } from "./worker-rows.js";
+
+export function showStats(stats) {
+  const estimated = stats.estimated || [];
+  for (const node of document.querySelectorAll("[data-stat]")) {
+    const field = node.getAttribute("data-stat");
+    if (!(field in stats)) continue;
+    const text = (estimated.includes(field) ? "≈" : "") + formatCount(stats[field]);
+    if (node.textContent === text) continue;
+    node.textContent = text;
+    node.classList.remove("changed");
+    void node.offsetWidth; // restart the highlight animation
+    node.classList.add("changed");
+  }
+}
+
+export function overviewPage() {
+  const limit = Number(body.getAttribute("data-page-size")) || 15;
+  const refreshChart = () => api("runs-per-minute").then((data) => drawChart(data.minutes));
+  const chartSoon = debounce(() => refreshChart().catch(() => {}), 1000);
+  setInterval(chartSoon, 60000); // the window moves even when nothing happens
+  readRendered();
+  return {
+    params: () => [],
+    events: {
+      StatsUpdated: showStats,
+      JobRunUpdated(run) {
+        upsertRun(run, { limit });
+        trackRun(run);
+        if (run.status === "Completed" || run.status === "Failed") chartSoon();
+      },
+      WorkerUpdated: upsertWorker,
+    },
+    refresh: () =>
+      Promise.all([
+        api("stats").then(showStats),
+        api("runs?limit=" + limit).then((data) => replaceRuns(data.runs)),
+        api("workers").then((data) => replaceWorkers(data.workers)),
+        api("runs?status=Running&limit=500").then((data) => replaceRunning(data.runs)),
+        refreshChart(),
+      ]),
+  };
+}
