@@ -119,7 +119,13 @@ async def test_every_route_refuses_missing_or_wrong_credentials(
 async def test_open_routes_answer_without_credentials(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    for relative in ("health", "login", "static/dashboard.css", "static/theme.js"):
+    for relative in (
+        "health",
+        "login",
+        "static/dashboard.css",
+        "static/theme.js",
+        "static/favicon.svg",
+    ):
         async with http.get(server.path(relative), allow_redirects=False) as response:
             assert response.status == 200, relative
     async with http.get(server.path("ready"), allow_redirects=False) as response:
