@@ -7,6 +7,7 @@ import re
 import aiohttp
 
 from tests.conftest import RunningServer, repo_root
+from tests.integration.test_actions import define, post
 from tests.support import Writer, sse_connect
 from zapjobs_sse.server.live.wire import camel
 
@@ -35,7 +36,7 @@ async def test_readme_events_table_names_exactly_the_fields_of_each_event(
     table = readme_event_fields()
     assert set(table) == {
         "StatsUpdated", "JobRunUpdated", "RunDetailUpdated", "JobTypeRunUpdated", "LogAdded",
-        "WorkerUpdated", "resync", "auth_expired", "reconnect",
+        "WorkerUpdated", "resync", "auth_expired", "reconnect", "ActionPerformed",
     }  # fmt: skip
     run_id = await writer.insert_run("email")
     columns = await writer.execute(
@@ -58,6 +59,11 @@ async def test_readme_events_table_names_exactly_the_fields_of_each_event(
         for name in ("JobRunUpdated", "RunDetailUpdated", "JobTypeRunUpdated", "LogAdded"):
             await client.wait_named(name)
         await client.wait_named("WorkerUpdated")
+    await define(writer)
+    async with sse_connect(http, server.path("events?topics=activity")) as activity:
+        await post(http, server.path("api/jobs/email/trigger"), {}, 201)
+        await activity.wait_named("ActionPerformed")
+    client.events += activity.events
     for name, cell in table.items():
         if name == "auth_expired":
             continue  # test_auth: its payload, on a stream whose token is removed
