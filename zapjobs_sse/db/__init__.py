@@ -17,6 +17,8 @@ from .database import (
     mask_dsn,
 )
 from .listener import Listener
+from .pgoutput import RowChange
+from .replication import FeedUnavailable, ReplicationStream, Transaction, check_wal_feed
 
 __all__ = [
     "LOG_PAGE",
@@ -25,10 +27,15 @@ __all__ = [
     "Database",
     "DatabaseError",
     "DatabaseUnavailable",
+    "FeedUnavailable",
     "Listener",
     "LogCursor",
+    "ReplicationStream",
     "Row",
+    "RowChange",
     "RunPageKey",
+    "Transaction",
+    "check_wal_feed",
     "connect",
     "mask_dsn",
 ]
