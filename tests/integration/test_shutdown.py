@@ -9,8 +9,10 @@ import time
 import psycopg2
 import pytest
 
-from tests.conftest import PrivatePostgres
+from tests.conftest import BOTH_FEEDS, PrivatePostgres
 from tests.server_process import ServerProcess
+
+pytestmark = BOTH_FEEDS
 
 CLIENTS = 1000
 GRACE = 5.0
@@ -22,9 +24,10 @@ def enough_file_descriptors() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
 
 
-def start_server(dsn: str) -> ServerProcess:
+def start_server(dsn: str, feed: str) -> ServerProcess:
     return ServerProcess(
         dsn,
+        *("--feed", feed),
         *("--shutdown-grace", str(GRACE), "--heartbeat", "2", "--db-check-interval", "1"),
         *("--db-check-timeout", "1", "--max-streams", "5000"),
         *("--max-streams-per-identity", "5000", "--log-format", "json"),
@@ -57,9 +60,9 @@ class RawStream:
 
 
 async def test_sigterm_with_a_thousand_clients_ends_every_stream_and_exits_in_time(
-    database_dsn: str,
+    database_dsn: str, feed: str
 ) -> None:
-    server = start_server(database_dsn)
+    server = start_server(database_dsn, feed)
     streams = [RawStream() for _ in range(CLIENTS)]
     for start in range(0, CLIENTS, 100):
         await asyncio.gather(*(s.open(server.port) for s in streams[start : start + 100]))
@@ -83,13 +86,19 @@ async def test_sigterm_with_a_thousand_clients_ends_every_stream_and_exits_in_ti
                 " AND datname = current_database()"
             )
             assert cursor.fetchone() == (0,), "a database connection was left behind"
+            cursor.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+            )
+            assert cursor.fetchone() == (0,), "a replication slot was left behind"
     finally:
         connection.close()
     print(f"SIGTERM with {CLIENTS} clients: exited in {exited_in:.2f} s")
 
 
-async def test_sigterm_during_a_postgres_outage_exits(private_postgres: PrivatePostgres) -> None:
-    server = start_server(private_postgres.dsn)
+async def test_sigterm_during_a_postgres_outage_exits(
+    private_postgres: PrivatePostgres, feed: str
+) -> None:
+    server = start_server(private_postgres.dsn, feed)
     stream = RawStream()
     await stream.open(server.port)
     await asyncio.to_thread(private_postgres.stop)
