@@ -91,6 +91,12 @@ async def _poll(raw: Any) -> None:
             raise DatabaseUnavailable(f"unexpected poll state {state}")
 
 
+def _lost(error: BaseException) -> DatabaseUnavailable:
+    # Any error of a streaming connection ends the stream (e.g. "no COPY in progress"
+    # when the server shuts down): the bridge reconnects from a new slot.
+    return DatabaseUnavailable(str(translate_error(error)))
+
+
 class ReplicationStream:
     """The replication connection of one server process (never pooled, never shared)."""
 
@@ -172,7 +178,7 @@ class ReplicationStream:
             if last_end is not None:
                 self._cursor.send_feedback(write_lsn=last_end, flush_lsn=last_end)
         except (psycopg2.Error, OSError) as error:
-            raise translate_error(error) from error
+            raise _lost(error) from error
 
     async def next_batch(self, wait: float) -> list[Transaction] | None:
         """The transactions committed so far, waiting up to `wait` seconds for data;
@@ -194,7 +200,7 @@ class ReplicationStream:
         try:
             self._cursor.send_feedback(reply=True, force=True)
         except (psycopg2.Error, OSError) as error:
-            raise translate_error(error) from error
+            raise _lost(error) from error
         self._readable.clear()
         try:
             async with asyncio.timeout(timeout):
