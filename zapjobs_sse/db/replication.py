@@ -70,25 +70,20 @@ async def _poll(raw: Any) -> None:
     """Drive an asynchronous psycopg2 connection until its current operation is done."""
     loop = asyncio.get_running_loop()
     fd = raw.fileno()
-    while True:
-        state = raw.poll()
-        if state == psycopg2.extensions.POLL_OK:
-            return
-        ready = loop.create_future()
-        if state == psycopg2.extensions.POLL_READ:
-            loop.add_reader(fd, ready.set_result, None)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
-        elif state == psycopg2.extensions.POLL_WRITE:
-            loop.add_writer(fd, ready.set_result, None)
-            try:
-                await ready
-            finally:
-                loop.remove_writer(fd)
-        else:
+    waits = {
+        psycopg2.extensions.POLL_READ: (loop.add_reader, loop.remove_reader),
+        psycopg2.extensions.POLL_WRITE: (loop.add_writer, loop.remove_writer),
+    }
+    while (state := raw.poll()) != psycopg2.extensions.POLL_OK:
+        if state not in waits:
             raise DatabaseUnavailable(f"unexpected poll state {state}")
+        watch, unwatch = waits[state]
+        ready = loop.create_future()
+        watch(fd, ready.set_result, None)
+        try:
+            await ready
+        finally:
+            unwatch(fd)
 
 
 def _lost(error: BaseException) -> DatabaseUnavailable:
