@@ -18,6 +18,7 @@ from tests.conftest import FEED_CONNECTION, FEEDS, PrivatePostgres, RunningServe
 from tests.server_process import free_port
 from tests.support import SSEClient, Writer, metric, sse_connect
 from zapjobs_sse.db.migrate import NOTIFY_TRIGGERS, apply_migrations
+from zapjobs_sse.db.replication import TRANSACTION_ROWS
 from zapjobs_sse.server.run import serve_app
 
 FAST = {"db_check_interval": 1.0, "db_check_timeout": 1.0, "reconnect_max_delay": 0.5}
@@ -234,3 +235,19 @@ def test_migrate_no_triggers_on_the_command_line(database_dsn: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert _notify_triggers(database_dsn) == 0
+
+
+@pytest.mark.parametrize("feed", ["wal"])
+async def test_a_transaction_too_large_to_hold_streams_each_line_once_in_order(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    """Past TRANSACTION_ROWS changes, the feed keeps keys alone and the lines are read."""
+    count = TRANSACTION_ROWS + 2000
+    run_id = await writer.insert_run("email", status=2)
+    async with sse_connect(http, server.path(f"events?run={run_id}&topics=")) as client:
+        await asyncio.sleep(0.3)
+        await writer.insert_logs(run_id, [f"line {n}" for n in range(count)])
+        await client.wait_named("LogAdded", count, timeout=60)
+        await asyncio.sleep(0.3)
+        lines = [e.json()["message"] for e in client.named("LogAdded")]
+    assert lines == [f"line {n}" for n in range(count)]

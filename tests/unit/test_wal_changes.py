@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from zapjobs_sse.db import ReplicationStream, RowChange, Transaction
+import pytest
+
+from zapjobs_sse.db import ReplicationStream, RowChange, Transaction, replication
 from zapjobs_sse.db.replication import _refusals
 from zapjobs_sse.server.live.feeds import WalFeed
 
@@ -94,3 +96,25 @@ def test_each_missing_requirement_is_named_with_how_to_set_it() -> None:
     assert "CREATE PUBLICATION zapjobs_sse" in refusals[3]
     ready = {**found, "wal_level": "logical", "can_replicate": True, "slots_used": 0}
     assert _refusals({**ready, "publication": True}, "dashboard") == []
+
+
+def test_a_transaction_past_its_limit_holds_each_key_once_and_they_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(replication, "TRANSACTION_ROWS", 2)
+    transaction = Transaction(COMMITTED)
+    for n in range(5):
+        line = {"id": f"l-{n}", "run_id": "r-1", "message": "x" * 1000}
+        transaction.add(RowChange("insert", "zapjobs", "logs", line, True, ("id",)))
+    run = RowChange("update", "zapjobs", "runs", dict(RUN), True, ("id",))
+    transaction.add(run)
+    transaction.add(run)
+    kept = [c for c in transaction.changes if isinstance(c, RowChange)]
+    assert [c.complete for c in kept] == [True, True, False, False, False, False]
+    assert kept[2].row == {"id": "l-2", "run_id": "r-1"}  # the key and the run, no message
+    assert kept[-1].row == {"id": "r-1"} and kept[-1].keys_only
+    wal = feed()
+    wal.changes(batch(change("insert", "runs", RUN)))
+    changes = wal.changes([transaction])
+    assert changes.log_runs == {"r-1"}  # read by cursor (with the two lines carried)
+    assert changes.runs == {"r-1"}  # a key alone is never taken for an UPDATE that did nothing

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -59,6 +59,10 @@ class Relation:
     name: str
     columns: tuple[Column, ...]
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns if column.key)
+
 
 @dataclass(frozen=True, slots=True)
 class Begin:
@@ -80,13 +84,22 @@ class RowChange:
 
     `row` holds every column whose value the message carried: the whole row of an insert
     or an update (but for TOASTed values it left unchanged), the key of a delete.
-    `complete` says whether it holds every column."""
+    `complete` says whether it holds every column. `key`: the names of the replica
+    identity's columns. `keys_only`: the reader kept the key alone (see
+    replication.Transaction), so the columns left out may have changed too."""
 
     operation: Operation
     schema: str
     table: str
     row: Row
     complete: bool
+    key: tuple[str, ...] = field(default=(), compare=False)
+    keys_only: bool = field(default=False, compare=False)
+
+    def keys(self, *also: str) -> RowChange:
+        """The same change with the key (and the columns named) alone."""
+        row = {name: self.row[name] for name in (*self.key, *also) if name in self.row}
+        return RowChange(self.operation, self.schema, self.table, row, False, self.key, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +188,7 @@ class PgOutputDecoder:
             if reader.byte() != "N":
                 raise PgOutputError("insert without its new tuple")
             row, complete = self._tuple(reader, relation)
-            return RowChange("insert", relation.schema, relation.name, row, complete)
+            return RowChange("insert", relation.schema, relation.name, row, complete, relation.key)
         if kind == "U":
             relation = self._relation_of(reader.uint32())
             marker = reader.byte()
@@ -185,14 +198,16 @@ class PgOutputDecoder:
             if marker != "N":
                 raise PgOutputError("update without its new tuple")
             row, complete = self._tuple(reader, relation)
-            return RowChange("update", relation.schema, relation.name, row, complete)
+            return RowChange("update", relation.schema, relation.name, row, complete, relation.key)
         if kind == "D":
             relation = self._relation_of(reader.uint32())
             if reader.byte() not in ("K", "O"):
                 raise PgOutputError("delete without its old key")
             row, _ = self._tuple(reader, relation)
-            key = {c.name: row.get(c.name) for c in relation.columns if c.key}
-            return RowChange("delete", relation.schema, relation.name, key or row, False)
+            key = {name: row.get(name) for name in relation.key}
+            return RowChange(
+                "delete", relation.schema, relation.name, key or row, False, relation.key
+            )
         if kind == "T":
             count = reader.int32()
             reader.int8()  # options (CASCADE, RESTART IDENTITY)

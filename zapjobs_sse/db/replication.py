@@ -52,6 +52,11 @@ PUBLICATION = "zapjobs_sse"
 REPLICATION_NAME = "zapjobs-sse-wal"
 # CREATE_REPLICATION_SLOT waits for the transactions running at that moment to end.
 SLOT_TIMEOUT = 60.0
+# Changes of one transaction held whole; past that, each further change keeps its key (and
+# the column its table's rows are grouped by) once: memory bounded by distinct keys, and
+# the reader reads those rows by key, as after a notification.
+TRANSACTION_ROWS = 10_000
+GROUPED_BY = {"logs": ("run_id",)}
 
 
 class FeedUnavailable(DatabaseError):
@@ -60,10 +65,26 @@ class FeedUnavailable(DatabaseError):
 
 @dataclass(slots=True)
 class Transaction:
-    """The row changes of one committed transaction, in the order it made them."""
+    """The row changes of one committed transaction, in the order it made them (past
+    TRANSACTION_ROWS, their keys once each)."""
 
     commit_time: datetime
     changes: list[RowChange | Truncate] = field(default_factory=list)
+    _held_keys: set[tuple[str, str, str]] | None = field(default=None, repr=False)
+
+    def add(self, change: RowChange | Truncate) -> None:
+        if isinstance(change, Truncate) or (
+            self._held_keys is None and len(self.changes) < TRANSACTION_ROWS
+        ):
+            self.changes.append(change)
+            return
+        if self._held_keys is None:
+            self._held_keys = set()
+        keys = change.keys(*GROUPED_BY.get(change.table, ()))
+        mark = (change.operation, change.table, repr(sorted(keys.row.items())))
+        if mark not in self._held_keys:
+            self._held_keys.add(mark)
+            self.changes.append(keys)
 
 
 async def _poll(raw: Any) -> None:
@@ -169,7 +190,7 @@ class ReplicationStream:
                     self._open = None
                     last_end = decoded.end_lsn
                 elif decoded is not None and self._open is not None:
-                    self._open.changes.append(decoded)
+                    self._open.add(decoded)
             if last_end is not None:
                 self._cursor.send_feedback(write_lsn=last_end, flush_lsn=last_end)
         except (psycopg2.Error, OSError) as error:

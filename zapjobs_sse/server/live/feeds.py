@@ -120,7 +120,11 @@ class WalFeed:
             return
         digests = _digests(change.row)
         last = self._published.get(run)
-        if last is not None and all(last.get(name) == d for name, d in digests.items()):
+        if (
+            last is not None
+            and not change.keys_only
+            and all(last.get(name) == d for name, d in digests.items())
+        ):
             # Nothing changed (the columns not sent are unchanged TOASTed values).
             return
         if change.complete:
