@@ -166,7 +166,9 @@ class ReplicationStream:
         except BaseException as error:
             raw.close()
             if isinstance(error, TimeoutError | psycopg2.Error | OSError):
-                raise translate_error(error) from error
+                # Whatever it is (slots all in use, a privilege revoked), the bridge
+                # retries with backoff and says why.
+                raise _lost(error) from error
             raise
         stream._watch()
         return stream
