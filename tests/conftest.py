@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg2
 import pytest
 import structlog
 
@@ -27,11 +28,20 @@ from tests.support import (
     with_database,
 )
 from zapjobs_sse.db.embedded import EmbeddedPostgres
+from zapjobs_sse.db.listener import LISTENER_NAME
 from zapjobs_sse.db.migrate import apply_migrations
+from zapjobs_sse.db.replication import REPLICATION_NAME
 from zapjobs_sse.server.run import serve_app
 from zapjobs_sse.settings import Settings
 
 TEMPLATE = f"zapjobs_sse_tmpl_{os.getpid()}"
+
+# Both change feeds: parametrize a module's tests with `pytestmark = BOTH_FEEDS` (the
+# `feed` fixture is used by database_dsn, the server fixture and private_postgres).
+FEEDS = ("notify", "wal")
+BOTH_FEEDS = pytest.mark.parametrize("feed", FEEDS)
+# pg_stat_activity.application_name of each feed's connection.
+FEED_CONNECTION = {"notify": LISTENER_NAME, "wal": REPLICATION_NAME}
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +77,30 @@ def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def wal_level(admin_dsn: str) -> str:
+    connection = psycopg2.connect(admin_dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW wal_level")
+            row = cursor.fetchone()
+            assert row is not None
+            return str(row[0])
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def feed(wal_level: str) -> str:
+    """The change feed of the test's server and database (parametrize it: BOTH_FEEDS)."""
+    return "notify"
+
+
+def _feed_usable(feed: str, wal_level: str) -> None:
+    if feed == "wal" and wal_level != "logical":
+        pytest.skip(f"--feed wal needs wal_level = logical; the test server has {wal_level}")
+
+
+@pytest.fixture(scope="session")
 def template_database(admin_dsn: str) -> Iterator[str]:
     """A database with every migration applied, copied for each test."""
     drop_database(admin_dsn, TEMPLATE)
@@ -86,11 +120,18 @@ def empty_database_dsn(admin_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_dsn(admin_dsn: str, template_database: str) -> Iterator[str]:
-    """A fresh, migrated database of this test alone."""
+def database_dsn(
+    admin_dsn: str, template_database: str, feed: str, wal_level: str
+) -> Iterator[str]:
+    """A fresh, migrated database of this test alone; for the WAL feed, without the
+    notification triggers (as `migrate --no-triggers` leaves it)."""
+    _feed_usable(feed, wal_level)
     name = f"zapjobs_sse_t_{uuid.uuid4().hex[:12]}"
     create_database(admin_dsn, name, template=template_database)
-    yield with_database(admin_dsn, name)
+    dsn = with_database(admin_dsn, name)
+    if feed == "wal":
+        asyncio.run(apply_migrations(dsn, notify_triggers=False))
+    yield dsn
     drop_database(admin_dsn, name)
 
 
@@ -133,9 +174,9 @@ def server_settings() -> dict[str, Any]:
 
 @pytest.fixture
 async def server(
-    database_dsn: str, server_settings: dict[str, Any]
+    database_dsn: str, server_settings: dict[str, Any], feed: str
 ) -> AsyncIterator[RunningServer]:
-    settings = make_settings(database_dsn, **server_settings)
+    settings = make_settings(database_dsn, feed=feed, **server_settings)
     async with serve_app(settings) as url:
         yield RunningServer(url, settings)
 
@@ -190,12 +231,12 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
+def private_postgres(feed: str) -> Iterator[PrivatePostgres]:
     folder = Path(tempfile.mkdtemp(prefix="zapjobs-sse-restart-"))
     folder.chmod(0o755)
     server = EmbeddedPostgres(folder / "pgdata")
     dsn = server.start()
-    asyncio.run(apply_migrations(dsn))
+    asyncio.run(apply_migrations(dsn, notify_triggers=feed == "notify"))
     postgres = PrivatePostgres(folder, server, dsn)
     try:
         yield postgres

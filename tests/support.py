@@ -24,6 +24,7 @@ __all__ = [
     "Writer",
     "create_database",
     "drop_database",
+    "metric",
     "with_database",
 ]
 
@@ -56,6 +57,16 @@ def drop_database(admin_dsn: str, name: str) -> None:
     connection = _admin(admin_dsn)
     try:
         with connection.cursor() as cursor:
+            # A server's walsender ends a moment after the server closed its connection
+            # (its temporary slot with it); WITH (FORCE) does not wait for it.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_replication_slots WHERE database = %s", (name,)
+                )
+                if cursor.fetchone() == (0,):
+                    break
+                time.sleep(0.05)
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         connection.close()
@@ -213,6 +224,16 @@ async def sse_connect(
         yield client
     finally:
         await client.close()
+
+
+async def metric(session: aiohttp.ClientSession, metrics_url: str, name: str) -> float:
+    """One sample of the server's /metrics (a metric without labels)."""
+    async with session.get(metrics_url) as response:
+        assert response.status == 200
+        for line in (await response.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
 
 
 def test_dsn_from_env() -> str | None:

@@ -49,7 +49,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def migrate() -> int:
         async with database_dsn(settings) as dsn:
-            applied = await apply_migrations(dsn)
+            applied = await apply_migrations(dsn, notify_triggers=not args.no_triggers)
         names = ", ".join(f"{m.version:03d}_{m.name}" for m in applied) or "nothing to apply"
         print(f"zapjobs-sse: migrations applied: {names}")
         return 0
@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(migrate, CONNECTION_SETTINGS)
     migrate.add_argument(
         "--print-sql", action="store_true", help="Print the migrations' SQL instead of applying it."
+    )
+    migrate.add_argument(
+        "--no-triggers",
+        action="store_true",
+        default=os.environ.get("ZAPJOBS_NO_TRIGGERS", "").lower() in ("1", "true", "yes", "on"),
+        help="Install the schema and indexes without the notification triggers, and remove "
+        "ours where present: for databases fed by the WAL (serve --feed wal), whose writers "
+        "they would only slow down; a later migrate without it puts them back "
+        "[env: ZAPJOBS_NO_TRIGGERS]",
     )
     migrate.set_defaults(func=_migrate)
 

@@ -18,7 +18,7 @@ import structlog
 
 from .db import Database, DatabaseError
 from .db.embedded import database_dsn
-from .db.migrate import apply_migrations
+from .db.migrate import prepare_database
 from .executor import JobContext, JobRegistry, enqueue
 from .executor.worker import CANCEL_GRACE, Worker, WorkerOptions
 from .server.run import serve_app
@@ -203,7 +203,7 @@ async def run_demo(
         async with database_dsn(settings) as dsn:
             if stop.is_set():
                 return
-            await apply_migrations(dsn)
+            await prepare_database(dsn, feed=settings.feed)
             database = await Database.open(dsn, size=2)
             try:
                 await demo_jobs.register(database)

@@ -96,11 +96,19 @@ class Settings:
     worker_stale_after: float = _setting(
         60.0, "Seconds without a heartbeat after which a worker is shown as stale."
     )
+    feed: str = _setting(
+        "notify",
+        "Where changes come from: notify (the triggers' notifications, one LISTEN connection "
+        "per process) or wal (logical decoding of the write-ahead log from a temporary "
+        "replication slot per process: no cost to the writers; needs wal_level = logical, "
+        "see docs/WAL_FEED.md).",
+        choices=("notify", "wal"),
+    )
     db_check_interval: float = _setting(
-        5.0, "Seconds of silence after which the LISTEN connection is checked with SELECT 1."
+        5.0, "Seconds of silence after which the feed's connection is checked."
     )
     db_check_timeout: float = _setting(
-        5.0, "Seconds the LISTEN connection check may take before the connection is dropped."
+        5.0, "Seconds the feed connection's check may take before the connection is dropped."
     )
     reconnect_max_delay: float = _setting(
         10.0, "Upper bound of the reconnect backoff to PostgreSQL, in seconds."

@@ -1,7 +1,8 @@
-"""Database faults: a killed LISTEN connection, a full PostgreSQL restart, a silent network.
+"""Database faults: a killed feed connection (LISTEN or walsender), a full PostgreSQL
+restart, a silent network, on both feeds.
 
 After each, the bridge reconnects, every client receives `resync`, readiness tells the
-truth during the outage, and events flow again.
+truth during the outage, and events flow again; the WAL feed leaves no slot behind.
 """
 
 from __future__ import annotations
@@ -14,9 +15,17 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 
-from tests.conftest import PrivatePostgres, RunningServer, make_settings
+from tests.conftest import (
+    BOTH_FEEDS,
+    FEED_CONNECTION,
+    PrivatePostgres,
+    RunningServer,
+    make_settings,
+)
 from tests.support import SSEClient, SSEEvent, Writer, sse_connect
 from zapjobs_sse.server.run import serve_app
+
+pytestmark = BOTH_FEEDS
 
 CLIENTS = 100
 FAST = {
@@ -72,16 +81,16 @@ async def everyone_gets(streams: list[SSEClient], name: str, count: int = 1) -> 
 
 
 async def test_killed_listen_connection_reconnects_and_resyncs_every_client(
-    database_dsn: str, writer: Writer
+    database_dsn: str, writer: Writer, feed: str
 ) -> None:
     async with (
-        serve_app(make_settings(database_dsn, **FAST)) as url,
+        serve_app(make_settings(database_dsn, feed=feed, **FAST)) as url,
         clients(url + "events", CLIENTS) as streams,
     ):
         killed = await writer.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'zapjobs-sse-listener'"
-            " AND datname = current_database()"
+            " WHERE application_name = %s AND datname = current_database()",
+            (FEED_CONNECTION[feed],),
         )
         assert killed == [(True,)]
         started = time.monotonic()
@@ -94,10 +103,10 @@ async def test_killed_listen_connection_reconnects_and_resyncs_every_client(
 
 
 async def test_postgres_restart_resyncs_every_client_and_readiness_tells_the_truth(
-    private_postgres: PrivatePostgres,
+    private_postgres: PrivatePostgres, feed: str
 ) -> None:
     async with (
-        serve_app(make_settings(private_postgres.dsn, **FAST)) as url,
+        serve_app(make_settings(private_postgres.dsn, feed=feed, **FAST)) as url,
         clients(url + "events", CLIENTS) as streams,
     ):
         await wait_ready(url + "ready", 200, within=5)
@@ -208,14 +217,14 @@ async def _first_not_listening(url: str, since: float, within: float) -> float:
 
 
 async def test_silent_network_loss_is_detected_within_the_configured_time(
-    database_dsn: str, writer: Writer
+    database_dsn: str, writer: Writer, feed: str
 ) -> None:
     proxy = SilenceableProxy(database_dsn)
     dsn = await proxy.start()
     bound = FAST["db_check_interval"] + FAST["db_check_timeout"]
     try:
         async with (
-            serve_app(make_settings(dsn, **FAST)) as url,
+            serve_app(make_settings(dsn, feed=feed, **FAST)) as url,
             clients(url + "events", 10) as streams,
         ):
             await wait_ready(url + "ready", 200, within=5)

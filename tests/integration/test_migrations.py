@@ -111,6 +111,13 @@ CATALOG = {
         WHERE NOT tgisinternal
           AND tgrelid IN (
               SELECT oid FROM pg_class WHERE relnamespace = 'zapjobs'::regnamespace)""",
+    "publications": """
+        SELECT p.pubname, p.pubinsert || ' ' || p.pubupdate || ' ' || p.pubdelete || ' '
+               || coalesce(string_agg(t.schemaname || '.' || t.tablename, ','
+                                      ORDER BY t.schemaname, t.tablename), '')
+        FROM pg_publication AS p
+        LEFT JOIN pg_publication_tables AS t ON t.pubname = p.pubname
+        GROUP BY p.pubname, p.pubinsert, p.pubupdate, p.pubdelete""",
     "types": """
         SELECT typname, typtype::text FROM pg_type
         WHERE typnamespace = 'zapjobs'::regnamespace AND typtype IN ('d', 'e', 'r', 'm')""",
@@ -158,7 +165,9 @@ async def test_every_migration_in_order_yields_exactly_the_schema_file(
 ) -> None:
     await apply_migrations(empty_database_dsn)
     migrated, described = _catalog(empty_database_dsn), _catalog(schema_file_dsn)
-    assert migrated["functions"] and migrated["triggers"], "the catalog queries found nothing"
+    assert migrated["functions"] and migrated["triggers"] and migrated["publications"], (
+        "the catalog queries found nothing"
+    )
     for kind in CATALOG:
         assert migrated[kind] == described[kind], f"{kind} differ from zapjobs_sse/db/schema.sql"
 

@@ -8,8 +8,10 @@ import random
 import aiohttp
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import BOTH_FEEDS, RunningServer
 from tests.support import SSEClient, Writer, sse_connect
+
+pytestmark = BOTH_FEEDS
 
 LINES = 10_000
 DISCONNECTS = 100

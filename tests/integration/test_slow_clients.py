@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import BOTH_FEEDS, RunningServer
 from tests.support import Writer
 
 HEALTHY = 100
@@ -23,10 +23,13 @@ UPDATES = 40
 BIG_LINE = "x" * 65536
 PROGRESS = re.compile(rb'"progress":(\d+)')
 
-pytestmark = pytest.mark.parametrize(
-    "server_settings",
-    [{"client_buffer_bytes": 262144, "max_streams_per_identity": 1000, "max_streams": 2000}],
-)
+pytestmark = [
+    pytest.mark.parametrize(
+        "server_settings",
+        [{"client_buffer_bytes": 262144, "max_streams_per_identity": 1000, "max_streams": 2000}],
+    ),
+    BOTH_FEEDS,
+]
 
 
 class HealthyClient:

@@ -12,10 +12,12 @@ import aiohttp
 import pytest
 import yarl
 
-from tests.conftest import RunningServer, make_settings
+from tests.conftest import BOTH_FEEDS, RunningServer, make_settings
 from tests.support import SSEEvent, Writer, sse_connect
 from zapjobs_sse.db import LogCursor
 from zapjobs_sse.server.run import serve_app
+
+pytestmark = BOTH_FEEDS
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -293,12 +295,12 @@ def _ids(events: list[SSEEvent]) -> list[str]:
 
 
 async def test_a_change_committed_right_after_start_is_streamed(
-    database_dsn: str, http: aiohttp.ClientSession, writer: Writer
+    database_dsn: str, http: aiohttp.ClientSession, writer: Writer, feed: str
 ) -> None:
-    """The server accepts connections only once its LISTEN is in place."""
+    """The server accepts connections only once its feed (LISTEN, slot) is in place."""
     for _ in range(5):
         async with (
-            serve_app(make_settings(database_dsn)) as url,
+            serve_app(make_settings(database_dsn, feed=feed)) as url,
             sse_connect(http, url + "events?topics=runs") as client,
         ):
             async with http.get(url + "ready") as ready:

@@ -1,4 +1,5 @@
-"""Nothing we install can make an executor's statement fail or change what it wrote."""
+"""Nothing we install can make an executor's statement fail or change what it wrote, and
+the feed reading those writes (notify or wal) goes on through every one of them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import psycopg2
 import pytest
 import structlog.testing
 
-from tests.conftest import RunningServer
-from tests.support import Writer, sse_connect
+from tests.conftest import FEEDS, RunningServer
+from tests.support import Writer, metric, sse_connect
 
 RUN_TEXT_COLUMNS = (
     "job_type_id",
@@ -41,8 +42,19 @@ def multibyte(size_bytes: int) -> str:
     return text + "a" * (size_bytes - len(text.encode()))
 
 
+async def feed_went_on(server: RunningServer) -> None:
+    """The feed read every write above without losing its connection."""
+    async with aiohttp.ClientSession() as http:
+        assert (
+            await metric(http, server.path("metrics"), "zapjobs_sse_bridge_reconnects_total") == 0
+        )
+
+
+@pytest.mark.parametrize("feed", FEEDS)
 @pytest.mark.parametrize("size", [7999, 8000, 8001, 1_000_000])
-async def test_boundary_payloads_in_every_run_text_column(writer: Writer, size: int) -> None:
+async def test_boundary_payloads_in_every_run_text_column(
+    server: RunningServer, writer: Writer, size: int
+) -> None:
     run_id = str(uuid.uuid4())
     values = {
         column: multibyte(size)[: VARCHAR_LIMITS[column]]
@@ -65,9 +77,13 @@ async def test_boundary_payloads_in_every_run_text_column(writer: Writer, size: 
     )
     expected = {**values, "error_message": multibyte(size) + "!"}
     assert stored == [(4, *expected.values())]  # every column exactly as written
+    await feed_went_on(server)
 
 
-async def test_huge_and_multibyte_log_lines_are_stored_unchanged(writer: Writer) -> None:
+@pytest.mark.parametrize("feed", FEEDS)
+async def test_huge_and_multibyte_log_lines_are_stored_unchanged(
+    server: RunningServer, writer: Writer
+) -> None:
     run_id = await writer.insert_run()
     lines = [multibyte(1_000_000), multibyte(8001), "naïve — 日本語 — 😀", ""]
     await writer.insert_logs(run_id, lines)
@@ -75,9 +91,13 @@ async def test_huge_and_multibyte_log_lines_are_stored_unchanged(writer: Writer)
         "SELECT message FROM zapjobs.logs WHERE run_id = %s ORDER BY timestamp, id", (run_id,)
     )
     assert [row[0] for row in stored] == lines
+    await feed_went_on(server)
 
 
-async def test_nulls_in_every_nullable_column_and_unknown_enums(writer: Writer) -> None:
+@pytest.mark.parametrize("feed", FEEDS)
+async def test_nulls_in_every_nullable_column_and_unknown_enums(
+    server: RunningServer, writer: Writer
+) -> None:
     run_id = str(uuid.uuid4())
     await writer.execute(
         "INSERT INTO zapjobs.runs (id, job_type_id, status, trigger_type) VALUES (%s, 'x', 99, -7)",
@@ -100,8 +120,10 @@ async def test_nulls_in_every_nullable_column_and_unknown_enums(writer: Writer) 
     )
     stored = await writer.execute("SELECT status FROM zapjobs.runs WHERE id = %s", (run_id,))
     assert stored == [(-1,)]
+    await feed_went_on(server)
 
 
+@pytest.mark.parametrize("feed", FEEDS)
 async def test_unknown_status_streams_as_unknown_name(
     server: RunningServer, http: aiohttp.ClientSession, writer: Writer
 ) -> None:

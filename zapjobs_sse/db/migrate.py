@@ -10,10 +10,14 @@ import structlog
 
 from ..assets import MIGRATIONS_DIR
 from . import Connection, DatabaseError, connect
+from .database import queries
+from .replication import check_wal_feed
 
-__all__ = ["Migration", "apply_migrations", "load_migrations"]
+__all__ = ["Migration", "apply_migrations", "load_migrations", "prepare_database"]
 
 log = structlog.get_logger("zapjobs_sse.db.migrate")
+
+NOTIFY_TRIGGERS = 9  # the triggers of migrations/002 (db/sql/triggers.sql)
 
 # pg_try_advisory_lock key shared by every zapjobs-sse process ("zapjobs-sse" in ASCII, folded).
 LOCK_KEY = 0x7A6A_5353
@@ -101,8 +105,25 @@ async def _apply(connection: Connection, migration: Migration) -> None:
     await connection.execute(record, params)
 
 
-async def apply_migrations(dsn: str) -> list[Migration]:
-    """Apply the pending migrations; return those applied (none when up to date)."""
+async def _set_notify_triggers(connection: Connection, wanted: bool) -> None:
+    """Put the notification triggers back where they are missing, or remove ours."""
+    rows = await connection.execute(queries["notify_triggers_present"])
+    present = rows[0]["present"]
+    # Each script is one query string: PostgreSQL runs it as one transaction.
+    if wanted and present < NOTIFY_TRIGGERS:
+        await connection.execute(queries["install_notify_triggers"])
+        log.info("notify_triggers_installed")
+    elif not wanted and present:
+        await connection.execute(queries["drop_notify_triggers"])
+        log.info("notify_triggers_removed")
+
+
+async def apply_migrations(dsn: str, *, notify_triggers: bool | None = True) -> list[Migration]:
+    """Apply the pending migrations; return those applied (none when up to date).
+
+    notify_triggers: True puts the notification triggers back where they are missing
+    (the notify feed needs them), False removes them (a database fed by the WAL: they
+    would only cost its writers), None leaves them as they are."""
     migrations = load_migrations()
     connection = await connect(dsn)
     applied: list[Migration] = []
@@ -125,9 +146,22 @@ async def apply_migrations(dsn: str) -> list[Migration]:
                     ) from error
                 log.info("migration_applied", version=migration.version, name=migration.name)
                 applied.append(migration)
+            if notify_triggers is not None:
+                await _set_notify_triggers(connection, notify_triggers)
         finally:
             if not connection.closed:
                 await connection.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": LOCK_KEY})
     finally:
         await connection.close()
     return applied
+
+
+async def prepare_database(dsn: str, *, feed: str) -> None:
+    """What `serve` and the demo do first: migrate for the feed, and check it can run.
+
+    notify: the notification triggers are put back where missing. wal: they are left as
+    they are (a replica on the notify feed may use them), and the database is checked
+    for what the WAL feed needs (FeedUnavailable names what is missing)."""
+    await apply_migrations(dsn, notify_triggers=True if feed == "notify" else None)
+    if feed == "wal":
+        await check_wal_feed(dsn)

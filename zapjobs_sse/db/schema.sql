@@ -168,6 +168,13 @@ CREATE INDEX sse_runs_status_created_idx
 CREATE INDEX sse_runs_job_type_created_idx
     ON zapjobs.runs (job_type_id, created_at DESC, id DESC);
 
+-- The WAL feed (008) --------------------------------------------------------------------
+
+-- What `serve --feed wal` decodes (pgoutput) from each server process's temporary slot.
+-- Created only where the migrating role may (it must own the tables).
+CREATE PUBLICATION zapjobs_sse FOR TABLE
+    zapjobs.definitions, zapjobs.runs, zapjobs.logs, zapjobs.heartbeats, zapjobs.dead_letter;
+
 -- The executor -------------------------------------------------------------------------
 
 -- Writes the dead letter entries of runs that a statement just failed, given as a jsonb

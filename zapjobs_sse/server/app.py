@@ -142,7 +142,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _live(app: web.Application) -> AsyncIterator[None]:
-    """The stats coalescer, the worker watch and the LISTEN bridge, as background tasks."""
+    """The stats coalescer, the worker watch and the bridge, as background tasks."""
     settings = app[SETTINGS]
     database, broker = app[DATABASE], app[BROKER]
     stats = app[STATS] = StatsCoalescer(
@@ -166,6 +166,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         max_backoff=settings.reconnect_max_delay,
         on_delay=app[METRICS].observe_delay,
         queue_warning=settings.notify_queue_threshold,
+        feed=settings.feed,
     )
     try:
         await stats.compute()
@@ -176,8 +177,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(stats.run(), name="stats"),
         asyncio.create_task(workers.run(), name="workers"),
     ]
-    # Accept connections once the LISTEN is in place (or, if the database is slow to
-    # answer, after a bounded wait: /ready then says not ready, and streams get resync).
+    # Accept connections once the feed (LISTEN, or the replication stream) is in place
+    # (or, if the database is slow to answer, after a bounded wait: /ready then says not
+    # ready, and streams get resync).
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.db_check_timeout):
             await bridge.listening.wait()

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from ..db.embedded import database_dsn
-from ..db.migrate import apply_migrations
+from ..db.migrate import prepare_database
 from ..settings import Settings
 from ..signals import wait_for_stop_signal
 from .app import create_app
@@ -64,9 +64,9 @@ def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
 async def run_server(
     settings: Settings, *, until: Callable[[], asyncio.Future[None]] | None = None
 ) -> None:
-    """Migrate and serve until a stop signal (or `until` completes)."""
+    """Migrate, check the feed and serve until a stop signal (or `until` completes)."""
     async with database_dsn(settings) as dsn:
-        await apply_migrations(dsn)
+        await prepare_database(dsn, feed=settings.feed)
         async with serve_app(dataclasses.replace(settings, dsn=dsn)) as url:
             freeze_startup_objects()
             log.info("server_started", url=url)

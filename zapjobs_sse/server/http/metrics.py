@@ -79,17 +79,23 @@ class _AppCollector(Collector):
         if bridge is not None:
             yield CounterMetricFamily(
                 f"{PREFIX}_notifications_received",
-                "Notifications received from PostgreSQL on the LISTEN connection.",
+                "Notifications (--feed notify) or row changes (--feed wal) received.",
                 value=bridge.notifications,
             )
             yield CounterMetricFamily(
+                f"{PREFIX}_bridge_reads",
+                "Statements the bridge ran to read what changes named (runs, workers, log "
+                "lines); changes that carried their rows (the WAL feed) need none.",
+                value=bridge.statements,
+            )
+            yield CounterMetricFamily(
                 f"{PREFIX}_bridge_reconnects",
-                "Times the LISTEN connection was lost and opened again.",
+                "Times the feed connection (LISTEN or replication) was lost and opened again.",
                 value=bridge.reconnects,
             )
             yield GaugeMetricFamily(
                 f"{PREFIX}_bridge_listening",
-                "1 while the LISTEN connection is up, 0 otherwise.",
+                "1 while the feed connection (LISTEN or replication) is up, 0 otherwise.",
                 1 if bridge.listening.is_set() else 0,
             )
         stats = app.get(STATS)

@@ -1,77 +1,39 @@
-"""The LISTEN bridge: notifications in, rows read by key, events handed to the broker.
+"""The bridge: changes in from the feed, rows read by key, events handed to the broker.
 
 A notification only says what changed; the bridge reads what it is now (runs and
 workers by id; log lines, through LogFollowing, by cursor and only for runs that
-somebody streams). It owns
-the process's one LISTEN connection, checks it when it falls silent, and after any
+somebody streams). A change decoded from the WAL may carry the row itself, which is
+then published without a read. It owns the process's one feed connection (LISTEN, or
+the replication stream: live/feeds.py), checks it when it falls silent, and after any
 break reconnects with backoff and jitter and tells every stream to resync.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import structlog
 
-from ...db import Database, DatabaseError, DatabaseUnavailable, Listener
+from ...db import Database, DatabaseError, DatabaseUnavailable, Row
 from .broker import JOB_TYPE, RUN, TOPIC, Broker
+from .changes import ChangeSet
+from .feeds import Feed, open_feed
 from .frames import dumps
 from .logs import LogFollowing
 from .stats import StatsCoalescer
 from .wire import run_summary_wire, run_wire
 from .workers import WorkerWatch
 
-__all__ = ["Bridge", "ChangeSet"]
+__all__ = ["Bridge", "ChangeSet"]  # ChangeSet: re-exported from live/changes.py
 
 log = structlog.get_logger("zapjobs_sse.server.live.bridge")
 
 
-@dataclass(slots=True)
-class ChangeSet:
-    """What a batch of notifications says changed."""
-
-    runs: set[str] = field(default_factory=set)
-    log_runs: set[str] = field(default_factory=set)
-    workers: set[str] = field(default_factory=set)
-    workers_gone: set[str] = field(default_factory=set)
-    stats: bool = False
-    undecodable: int = 0
-    # "t" of each notification: when its writing transaction started (epoch seconds).
-    written_at: list[float] = field(default_factory=list)
-
-    @classmethod
-    def decode(cls, payloads: Sequence[str]) -> ChangeSet:
-        changes = cls()
-        for payload in payloads:
-            try:
-                message = json.loads(payload)
-                kind = message["k"]
-                ids = [str(key) for key in message.get("ids", ())]
-            except (ValueError, KeyError, TypeError):
-                changes.undecodable += 1
-                continue
-            changes.stats = True
-            written_at = message.get("t")
-            if isinstance(written_at, int | float):
-                changes.written_at.append(float(written_at))
-            if kind == "run":
-                changes.runs.update(ids)
-            elif kind == "log":
-                changes.log_runs.update(ids)
-            elif kind == "worker":
-                changes.workers.update(ids)
-            elif kind == "worker_gone":
-                changes.workers_gone.update(ids)
-        return changes
-
-
 class Bridge:
-    """Runs the LISTEN loop of one process (start it as a task; cancel it to stop)."""
+    """Runs the feed loop of one process (start it as a task; cancel it to stop)."""
 
     def __init__(
         self,
@@ -87,8 +49,10 @@ class Bridge:
         max_backoff: float = 10.0,
         on_delay: Callable[[float], None] | None = None,
         queue_warning: float = 0.5,
+        feed: str = "notify",
     ) -> None:
         self._dsn = dsn
+        self.feed_kind = feed
         self._database = database
         self._broker = broker
         self._following = following
@@ -101,21 +65,28 @@ class Bridge:
         self._queue_warning = queue_warning
         self._queue_warned_at = -60.0
         self.queue_usage = 0.0
-        self._listener: Listener | None = None
+        self._feed: Feed | None = None
         self.listening = asyncio.Event()
         self.reconnects = 0
+        # Notifications or row changes received; statements run to read what they named.
         self.notifications = 0
+        self.reads = 0
 
     @property
     def backend_pid(self) -> int | None:
-        """The PostgreSQL backend of the LISTEN connection (for operators and fault tests)."""
-        return self._listener.connection.backend_pid if self._listener else None
+        """The PostgreSQL backend of the feed connection (for operators and fault tests)."""
+        return self._feed.backend_pid if self._feed else None
+
+    @property
+    def statements(self) -> int:
+        """Statements run to read what changes named (runs, workers, log lines)."""
+        return self.reads + self._following.reads
 
     async def run(self) -> None:
         attempt = 0
         while True:
             try:
-                self._listener = await Listener.open(self._dsn, timeout=self._check_timeout)
+                self._feed = await open_feed(self.feed_kind, self._dsn, timeout=self._check_timeout)
             except DatabaseUnavailable as error:
                 attempt += 1
                 delay = self._backoff(attempt)
@@ -125,7 +96,7 @@ class Bridge:
             first_connect = self.reconnects == 0 and attempt == 0
             attempt = 0
             self.listening.set()
-            log.info("bridge_listening", backend_pid=self.backend_pid)
+            log.info("bridge_listening", feed=self.feed_kind, backend_pid=self.backend_pid)
             try:
                 # Streams opened before the first LISTEN may have missed changes too.
                 resync = not first_connect or self._broker.subscription_count > 0
@@ -138,8 +109,8 @@ class Bridge:
                 log.exception("bridge_failed")
             finally:
                 self.listening.clear()
-                await self._listener.close()
-                self._listener = None
+                await self._feed.close()
+                self._feed = None
             self.reconnects += 1
             self._following.lost()
             await asyncio.sleep(self._backoff(1))
@@ -158,17 +129,17 @@ class Bridge:
             await self._following.read(self._following.runs())
 
     async def _listen(self) -> None:
-        assert self._listener is not None
-        listener = self._listener
+        assert self._feed is not None
+        feed = self._feed
         wanted = self._following.wanted
-        # The batch task is never cancelled while it may hold notifications: when a run
-        # to read (LogFollowing.wanted) wakes us first, the same task is awaited again.
-        batch_task: asyncio.Future[list[str] | None] | None = None
+        # The batch task is never cancelled while it may hold changes: when a run to
+        # read (LogFollowing.wanted) wakes us first, the same task is awaited again.
+        batch_task: asyncio.Future[ChangeSet | None] | None = None
         last_check = time.monotonic()
         try:
             while True:
                 if batch_task is None:
-                    batch_task = asyncio.ensure_future(listener.next_batch(self._check_interval))
+                    batch_task = asyncio.ensure_future(feed.next_batch(self._check_interval))
                 wanted_task = asyncio.ensure_future(wanted.wait())
                 try:
                     await asyncio.wait(
@@ -176,19 +147,19 @@ class Bridge:
                     )
                 finally:
                     wanted_task.cancel()
-                payloads: list[str] = []
+                changes = ChangeSet()
                 if batch_task.done():
                     finished, batch_task = batch_task, None
                     batch = finished.result()
                     if batch is not None:
-                        payloads = batch
+                        changes = batch
                     # Checked on silence, and at the same pace while busy.
                     if batch is None or time.monotonic() - last_check >= self._check_interval:
-                        self._note_queue_usage(await listener.check(self._check_timeout))
+                        self._note_queue_usage(await feed.check(self._check_timeout))
                         last_check = time.monotonic()
-                if payloads or wanted.is_set():
-                    self.notifications += len(payloads)
-                    await self.apply(ChangeSet.decode(payloads))
+                if changes.received or wanted.is_set():
+                    self.notifications += changes.received
+                    await self.apply(changes)
         finally:
             if batch_task is not None:
                 batch_task.cancel()
@@ -207,16 +178,26 @@ class Bridge:
         if changes.undecodable:
             log.warning("bridge_undecodable_notifications", count=changes.undecodable)
         try:
-            await self._following.read(changes.log_runs)
+            await self._following.read(changes.log_runs, carried=changes.log_rows)
             if changes.runs:
+                self.reads += 1
                 self._publish_runs(await self._database.runs_by_ids(sorted(changes.runs)))
+            if changes.run_rows:
+                self._publish_runs(list(changes.run_rows.values()))
             if changes.workers:
+                self.reads += 1
                 self._workers.update(await self._database.workers_by_ids(sorted(changes.workers)))
+            if changes.worker_rows:
+                self._workers.update(changes.worker_rows.values())
         except DatabaseUnavailable:
             raise
         except DatabaseError as error:
             # What these notifications named was not read: streams must reload it.
             log.error("bridge_read_failed", error=str(error))
+            self._broker.resync_all("read_failed")
+        except (KeyError, TypeError, ValueError) as error:
+            # A row a change carried lacks what its event needs (e.g. a renamed column).
+            log.error("bridge_row_unreadable", error=repr(error))
             self._broker.resync_all("read_failed")
         if changes.workers_gone:
             self._workers.gone(changes.workers_gone)
@@ -227,7 +208,7 @@ class Bridge:
             for written_at in changes.written_at:
                 self._on_delay(now - written_at)
 
-    def _publish_runs(self, rows: list[dict[str, object]]) -> None:
+    def _publish_runs(self, rows: list[Row]) -> None:
         # Published whether or not anybody listens right now: the replay ring must hold
         # every change, or a client reconnecting with Last-Event-ID would miss some.
         broker = self._broker

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ...db import LOG_PAGE, Database, LogCursor
+from ...db import LOG_PAGE, Database, LogCursor, Row
 from .broker import RUN, Broker, Event, Subscription
 from .frames import dumps
 from .wire import log_wire
@@ -68,6 +68,8 @@ class LogFollowing:
         # Set when a run needs reading now (a stream to catch up, a run to start).
         self.wanted = asyncio.Event()
         self._wanted_runs: set[str] = set()
+        # Statements run to read log lines (for the statements-per-change count).
+        self.reads = 0
 
     # -- for the streams -------------------------------------------------------------
 
@@ -175,19 +177,46 @@ class LogFollowing:
         for followed in self._runs.values():
             followed.since = None
 
-    async def read(self, changed: Iterable[str]) -> None:
+    async def read(
+        self, changed: Iterable[str], carried: Mapping[str, list[Row]] | None = None
+    ) -> None:
         """Read and publish the new lines of these runs (those followed) and of every
-        run a stream waits for; catch those streams up."""
+        run a stream waits for; catch those streams up. `carried`: lines a change
+        carried whole (the WAL feed), by run, in commit order: published without a read
+        where nothing else is to be done for their run."""
         wanted, self._wanted_runs = self._wanted_runs, set()
         self.wanted.clear()
-        todo = sorted((set(changed) | wanted) & set(self._runs))
+        carried = carried or {}
+        changed = set(changed)
+        todo = sorted((changed | set(carried) | wanted) & set(self._runs))
         for done, run in enumerate(todo):
             try:
-                await self._read_run(run)
+                lines = carried.get(run)
+                if (
+                    lines is None
+                    or run in changed
+                    or run in wanted
+                    or not self._publish_carried(run, lines)
+                ):
+                    await self._read_run(run)
             except BaseException:
                 for left in todo[done:]:  # read them again next time
                     self._want(left)
                 raise
+
+    def _publish_carried(self, run: str, lines: list[Row]) -> bool:
+        """Publish carried lines after the run's cursor; False when the run must be read
+        instead (a stream to catch up, or no proof since a lost connection)."""
+        followed = self._runs[run]
+        if followed.since is None or followed.joining:
+            return False
+        # A transaction's lines in cursor order (a statement's may come in another).
+        for row in sorted(lines, key=lambda line: LogCursor(line["timestamp"], line["id"])):
+            cursor = LogCursor(row["timestamp"], row["id"])
+            if cursor > followed.cursor:
+                self._publish(followed, run, cursor, dumps(log_wire(row)))
+        self._settle_floors(followed)
+        return True
 
     async def _read_run(self, run: str) -> None:
         followed = self._runs[run]
@@ -196,6 +225,7 @@ class LogFollowing:
         joining = dict(followed.joining)
         start = min([followed.cursor, *joining.values()])
         while True:
+            self.reads += 1
             rows = await self._database.logs_after(run, start, limit=LOG_PAGE)
             if self._runs.get(run) is not followed:
                 return  # forgotten meanwhile
@@ -216,6 +246,10 @@ class LogFollowing:
                 del followed.joining[sub]
                 followed.readers.add(sub)
                 self._close_window(followed, sub)
+        self._settle_floors(followed)
+
+    def _settle_floors(self, followed: _Run) -> None:
+        """Readers whose floor the published lines have reached read every line now."""
         for sub, floor in list(followed.floors.items()):
             if floor <= followed.cursor:
                 del followed.floors[sub]
