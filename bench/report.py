@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Plot", "ScenarioResult", "Target", "percentile", "write_plot", "write_report"]
+__all__ = [
+    "Plot",
+    "Ratio",
+    "ScenarioResult",
+    "Target",
+    "percentile",
+    "write_plot",
+    "write_report",
+]
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -19,6 +27,26 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[index]
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """A target that is a ratio to a baseline measured in the same run."""
+
+    value: float
+    goal: float
+    at_least: bool = True  # the target is `value >= goal`; otherwise `value <= goal`
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.goal if self.at_least else self.value <= self.goal
+
+    @property
+    def grossly_missed(self) -> bool:
+        """Missed by more than a factor of 2: a regression, not noise (fails the run)."""
+        if self.at_least:
+            return self.value < self.goal / 2
+        return self.value > self.goal * 2
+
+
 @dataclass
 class Target:
     """One target of the issue, the figure measured against it, and whether it holds."""
@@ -26,6 +54,15 @@ class Target:
     text: str
     measured: str
     met: bool
+    ratio: Ratio | None = None
+
+    @classmethod
+    def of_ratio(cls, text: str, measured: str, ratio: Ratio) -> Target:
+        return cls(text, measured, ratio.met, ratio)
+
+    @property
+    def grossly_missed(self) -> bool:
+        return self.ratio is not None and self.ratio.grossly_missed
 
 
 @dataclass
