@@ -11,6 +11,7 @@ __all__ = [
     "Plot",
     "Ratio",
     "ScenarioResult",
+    "Table",
     "Target",
     "percentile",
     "write_plot",
@@ -79,11 +80,21 @@ class Plot:
 
 
 @dataclass
+class Table:
+    """A further table of a scenario, below its main one."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
 class ScenarioResult:
     number: int
     title: str
     headers: list[str]
     rows: list[list[str]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
@@ -145,6 +156,8 @@ def write_report(
         if result.rows:
             lines += _table(result.headers, result.rows)
             lines.append("")
+        for table in result.tables:
+            lines += [f"{table.title}:", "", *_table(table.headers, table.rows), ""]
         lines += [f"- {note}" for note in result.notes]
         lines.append(f"- Scenario time: {result.seconds:.0f} s.")
         if with_plots:
