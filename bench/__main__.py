@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import dbload, fanout, idle, logtail, statscale, writers
+from . import dbload, fanout, idle, logtail, statscale, viewer_delay, writers
 from .client import raise_fd_limit
 from .postgres import BenchPostgres, cpu_model, load_average
 from .report import ScenarioResult, write_plot, write_report
@@ -32,6 +32,7 @@ SCENARIOS: dict[int, Scenario] = {
     4: statscale.run,
     5: writers.run,
     6: logtail.run,
+    7: viewer_delay.run,
 }
 PACKAGES = (
     "aiohttp",
