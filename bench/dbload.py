@@ -117,7 +117,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
             "Skipped: counting statements reads the embedded server's log (ZAPJOBS_BENCH_DSN set)."
         )
         return result
-    window = 4.0 if quick else 20.0
+    window = 3.0 if quick else 20.0
     polling_window = max(window, POLL_INTERVAL)
     viewer_counts = (VIEWERS[0], VIEWERS[-1]) if quick else VIEWERS
     ours: dict[int, float] = {}
@@ -150,7 +150,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
             # A refresh's statements do not depend on the changes; without them, the
             # server's own statements, subtracted below, are few and steady.
             time.sleep(1.0)
-            count, seconds, _ = _counted(statements, partial(time.sleep, polling_window))
+            count, seconds, _ = _counted(statements, partial(time.sleep, window))
             idle = count / seconds
             base_url = f"http://127.0.0.1:{server.port}"
             for viewers in viewer_counts:

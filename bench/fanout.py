@@ -281,8 +281,13 @@ def _target_rate_at_5000(steps: list[Step]) -> Target:
             return Target(text, f"p99 {_ms(step.p99)} ms, missing {step.missing:.2%}", step.passed)
     failed_below = [s for s in ours if s.offered < TARGET_RATE and not s.passed]
     if failed_below:
-        return Target(text, f"failed already at {failed_below[0].offered:.3g} events/s", False)
+        return Target(text, f"failed already at {_events(failed_below[0].offered)} events/s", False)
     return Target(text, "not measured", False)
+
+
+def _events(rate: float) -> str:
+    """An events/s rate: whole numbers from 10 up, two digits below (a search goes low)."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
 
 
 def _ms(seconds: float) -> str:
@@ -357,7 +362,7 @@ def _report(
             [
                 system,
                 f"{limit.subscribers:,}",
-                f"{limit.committed:,.0f}",
+                _events(limit.committed),
                 f"{limit.deliveries_per_second:,.0f}",
                 _ms(limit.p50),
                 _ms(limit.p99),
@@ -386,8 +391,8 @@ def _report(
                 [
                     s.system,
                     f"{s.subscribers:,}",
-                    f"{s.offered:,.0f}",
-                    f"{s.committed:,.0f}",
+                    _events(s.offered),
+                    _events(s.committed),
                     f"{s.per_commit:.1f}",
                     f"{s.deliveries_per_second:,.0f}",
                     _ms(s.p50),

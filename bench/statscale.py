@@ -128,7 +128,7 @@ async def _timings(dsn: str, repeat: int) -> dict[str, Timing]:
 
 
 def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
-    sizes = (10_000, 100_000) if quick else (10_000, 2_000_000)
+    sizes = (10_000, 60_000) if quick else (10_000, 2_000_000)
     result = ScenarioResult(
         4,
         "Stats refresh at scale",

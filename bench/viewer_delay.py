@@ -103,7 +103,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         "Commit-to-viewer delay: a stream against a polling dashboard",
         ["viewer", "updates seen", "median ms", "p90 ms", "worst ms"],
     )
-    seconds = 8.0 if quick else 60.0
+    seconds = 6.0 if quick else 60.0
     stream, polled = FirstSeen(), FirstSeen()
     before_commit: list[float] = []
     with postgres.database("delay") as dsn:
