@@ -119,8 +119,8 @@ class RateWriter:
                 statements += 1
                 self.next_key += due - sent
                 sent = due
-        span = float(commits[-1] - commits[0])
-        committed = (total - 1) / span if span > 0 else rate
+        # On schedule, the last commit comes (total - 1) / rate after the start.
+        committed = total / (time.monotonic() - started + 1 / rate)
         return first, commits, committed, total / statements
 
     def close(self) -> None:
