@@ -201,7 +201,6 @@ class Probe:
         times = np.frombuffer(collected.times, dtype=np.float64)
         delays = commit_delays(keys, times, first, commits)
         short = sum(max(0, len(commits) - count) for count in collected.per_connection)
-        short += len(commits) * (self.subscribers - len(collected.per_connection))
         missing = short / expected if expected else 1.0
         if len(delays):
             p50, p99 = (float(value) for value in np.percentile(delays, [50, 99]))
