@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import dbload, fanout, idle, logtail, statscale, viewer_delay, writers
 from .client import raise_fd_limit
+from .hubs import nchan_versions
 from .postgres import BenchPostgres, cpu_model, load_average
 from .report import ScenarioResult, write_plot, write_report
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Versions: Python {platform.python_version()}, PostgreSQL {postgres.version}, "
         + ", ".join(f"{package} {_version(package)}" for package in PACKAGES)
-        + ".",
+        + f", {nchan_versions()}.",
     ]
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from zapjobs_sse.server.live.wire import run_summary_wire
 from .client import raise_fd_limit
 from .servers import wait_for_port
 
-__all__ = ["EVENTS_PATH", "KINDS", "main", "nchan_missing"]
+__all__ = ["EVENTS_PATH", "KINDS", "main", "nchan_missing", "nchan_versions"]
 
 KINDS = ("zapjobs-sse", "aiohttp-sse", "sse-starlette")
 EVENTS_PATH = "/zapjobs/events"
@@ -220,6 +220,26 @@ def nchan_missing() -> str | None:
     if not NCHAN_MODULE.exists():
         return f"{NCHAN_MODULE} is missing (apt-get install libnginx-mod-nchan)"
     return None
+
+
+def nchan_versions() -> str:
+    """nginx's and the Nchan module's versions, as the report's header names packages."""
+    binary = _nginx_binary()
+    if binary is None:
+        return "nginx not installed"
+    # nginx -v prints "nginx version: nginx/1.22.1" on stderr.
+    nginx = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+    version = nginx.stderr.strip().rsplit("/", 1)[-1] or "unknown"
+    nchan = "not installed" if nchan_missing() else "installed"
+    if shutil.which("dpkg-query"):  # Debian's package
+        module = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        nchan = module.stdout.strip() if module.returncode == 0 else nchan
+    return f"nginx {version}, libnginx-mod-nchan {nchan}"
 
 
 @contextlib.contextmanager
