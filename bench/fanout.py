@@ -321,6 +321,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
             "p99 ms",
             "server CPU",
             "steps",
+            "search s",
             "zapjobs-sse / system",
         ],
     )
@@ -332,6 +333,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
     else:
         result.notes.append(f"nchan: not measured, {missing_nchan}.")
     steps: list[Step] = []
+    searched: dict[tuple[str, int], float] = {}  # seconds each search took
     with postgres.database("fanout") as dsn:
         writer = RateWriter(dsn, seed_runs(dsn, RUNS))
         try:
@@ -340,12 +342,14 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
                     for subscribers in SUBSCRIBERS:
                         probe = Probe(server, writer, subscribers, plan.step_seconds, result.notes)
                         try:
+                            began = time.monotonic()
                             steps += search_limit(probe, first_rate(subscribers, plan), plan)
+                            searched[(system, subscribers)] = time.monotonic() - began
                         finally:
                             probe.close()
         finally:
             writer.close()
-    _report(result, steps, systems, plan)
+    _report(result, steps, searched, plan)
     if quick:
         result.notes.append(
             "Quick mode: coarse searches and short steps; the limits and ratios are rough,"
@@ -355,23 +359,25 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
 
 
 def _report(
-    result: ScenarioResult, steps: list[Step], systems: tuple[str, ...], plan: SearchPlan
+    result: ScenarioResult,
+    steps: list[Step],
+    searched: dict[tuple[str, int], float],
+    plan: SearchPlan,
 ) -> None:
-    limits = {
-        (system, subscribers): limit_of(steps, system, subscribers)
-        for system in systems
-        for subscribers in SUBSCRIBERS
-    }
+    systems = tuple(dict.fromkeys(system for system, _ in searched))
+    limits = {(system, count): limit_of(steps, system, count) for system, count in searched}
     for (system, subscribers), limit in limits.items():
         ours = limits[("zapjobs-sse", subscribers)]
         count = sum(1 for s in steps if s.system == system and s.subscribers == subscribers)
+        seconds = f"{searched[(system, subscribers)]:.0f}"
         if limit is None:
             result.rows.append(
-                [system, f"{subscribers:,}", "none passed", "-", "-", "-", "-", str(count), "-"]
+                [system, f"{subscribers:,}", "none passed", *["-"] * 4, str(count), seconds, "-"]
             )
             continue
-        ratio = ours.deliveries_per_second / limit.deliveries_per_second if ours else 0.0
-        compared = "-" if system == "zapjobs-sse" else f"{ratio:.1f}x"
+        compared = "-"
+        if ours is not None and system != "zapjobs-sse":
+            compared = f"{ours.deliveries_per_second / limit.deliveries_per_second:.1f}x"
         result.rows.append(
             [
                 system,
@@ -382,6 +388,7 @@ def _report(
                 _ms(limit.p99),
                 f"{limit.server_cpu:.0%}",
                 str(count),
+                seconds,
                 compared,
             ]
         )
