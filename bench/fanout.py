@@ -51,7 +51,7 @@ class SearchPlan:
 
 
 QUICK_PLAN = SearchPlan(
-    growth=3.0, precision=2.0, max_steps=5, max_seconds=15.0, step_seconds=1.0, retries=1
+    growth=3.0, precision=2.0, max_steps=6, max_seconds=15.0, step_seconds=1.0, retries=1
 )
 FULL_PLAN = SearchPlan(
     growth=2.0, precision=1.15, max_steps=14, max_seconds=180.0, step_seconds=4.0, retries=1
