@@ -18,7 +18,7 @@ import psycopg2.extensions
 from zapjobs_sse.db.embedded import EmbeddedPostgres
 from zapjobs_sse.db.migrate import apply_migrations
 
-__all__ = ["BenchPostgres", "connect", "seed_runs"]
+__all__ = ["BenchPostgres", "connect", "seed_runs", "seed_workers"]
 
 TEMPLATE = "zapjobs_bench_template"
 
@@ -115,6 +115,21 @@ def seed_runs(dsn: str, count: int, job_types: int = 10, status: int = 2) -> lis
     finally:
         connection.close()
     return ids
+
+
+def seed_workers(dsn: str, count: int) -> None:
+    """`count` workers with a fresh heartbeat (worker-1, worker-2, ...)."""
+    connection = connect(dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO zapjobs.heartbeats (id, worker_id, hostname, process_id, timestamp)"
+                " SELECT gen_random_uuid(), 'worker-' || n, 'host', n, now() AT TIME ZONE 'utc'"
+                " FROM generate_series(1, %s) n ON CONFLICT DO NOTHING",
+                (count,),
+            )
+    finally:
+        connection.close()
 
 
 def cpu_model() -> str:

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Plot", "ScenarioResult", "Target", "percentile", "write_plot", "write_report"]
+__all__ = [
+    "Plot",
+    "Ratio",
+    "ScenarioResult",
+    "Table",
+    "Target",
+    "percentile",
+    "write_plot",
+    "write_report",
+]
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -19,6 +28,26 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[index]
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """A target that is a ratio to a baseline measured in the same run."""
+
+    value: float
+    goal: float
+    at_least: bool = True  # the target is `value >= goal`; otherwise `value <= goal`
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.goal if self.at_least else self.value <= self.goal
+
+    @property
+    def grossly_missed(self) -> bool:
+        """Missed by more than a factor of 2: a regression, not noise (fails the run)."""
+        if self.at_least:
+            return self.value < self.goal / 2
+        return self.value > self.goal * 2
+
+
 @dataclass
 class Target:
     """One target of the issue, the figure measured against it, and whether it holds."""
@@ -26,6 +55,15 @@ class Target:
     text: str
     measured: str
     met: bool
+    ratio: Ratio | None = None
+
+    @classmethod
+    def of_ratio(cls, text: str, measured: str, ratio: Ratio) -> Target:
+        return cls(text, measured, ratio.met, ratio)
+
+    @property
+    def grossly_missed(self) -> bool:
+        return self.ratio is not None and self.ratio.grossly_missed
 
 
 @dataclass
@@ -42,11 +80,21 @@ class Plot:
 
 
 @dataclass
+class Table:
+    """A further table of a scenario, below its main one."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
 class ScenarioResult:
     number: int
     title: str
     headers: list[str]
     rows: list[list[str]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
@@ -108,6 +156,8 @@ def write_report(
         if result.rows:
             lines += _table(result.headers, result.rows)
             lines.append("")
+        for table in result.tables:
+            lines += [f"{table.title}:", "", *_table(table.headers, table.rows), ""]
         lines += [f"- {note}" for note in result.notes]
         lines.append(f"- Scenario time: {result.seconds:.0f} s.")
         if with_plots:

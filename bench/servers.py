@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["RunningServer", "free_port", "running_server"]
+__all__ = ["RunningServer", "free_port", "running_server", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -31,14 +31,21 @@ class RunningServer:
     process: psutil.Process
 
     def cpu_seconds(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        """CPU time of the server process and its children (nginx for nchan), in seconds."""
+        total = 0.0
+        for process in (self.process, *self.process.children(recursive=True)):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def rss(self) -> int:
         return int(self.process.memory_info().rss)
 
 
-def _wait_for_port(port: int, deadline: float) -> None:
+def wait_for_port(port: int, deadline: float) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
@@ -61,7 +68,7 @@ def running_server(kind: str, dsn: str, heartbeat: float = 15.0) -> Iterator[Run
         line = child.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"{kind} did not start (exit code {child.poll()})")
-        _wait_for_port(port, time.monotonic() + 20)
+        wait_for_port(port, time.monotonic() + 20)
         time.sleep(0.5)  # the LISTEN connection and the first stats query
         yield RunningServer(kind, port, psutil.Process(child.pid))
     finally:

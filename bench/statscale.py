@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from zapjobs_sse.db import Database
 
 from .postgres import BenchPostgres, connect
-from .report import ScenarioResult, Target
+from .report import Ratio, ScenarioResult, Target
 
 __all__ = ["run"]
 
@@ -72,18 +74,42 @@ def generate(dsn: str, runs: int) -> float:
     return time.monotonic() - started
 
 
-async def _timings(dsn: str, repeat: int) -> dict[str, float]:
+SERVED = f"served: `stats`, exact below {EXACT_LIMIT:,} rows"
+EXACT = "exact: `stats` with no limit"
+COUNT = "count whole tables: `count(*)` of runs and logs"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The median time of one query and what its totals were: exact counts or estimates."""
+
+    seconds: float
+    totals: str
+
+    def cell(self) -> str:
+        return f"{self.seconds * 1000:.2f} ms ({self.totals})"
+
+
+def _totals(row: dict[str, Any]) -> str:
+    """Which of the whole-table totals of a stats row were counted and which estimated."""
+    runs = "estimated" if row["total_runs_estimated"] else "exact"
+    logs = "estimated" if row["total_log_entries_estimated"] else "exact"
+    return runs if runs == logs else f"runs {runs}, logs {logs}"
+
+
+async def _timings(dsn: str, repeat: int) -> dict[str, Timing]:
     database = await Database.open(dsn, size=1)
     connection = connect(dsn)
 
-    async def median(action: str) -> float:
+    async def median(query: str) -> Timing:
         samples = []
+        totals = "exact"
         for attempt in range(repeat + 1):
             started = time.perf_counter()
-            if action == "stats":
-                await database.stats(EXACT_LIMIT)
-            elif action == "exact stats":
-                await database.stats(2**62)
+            if query == SERVED:
+                totals = _totals(await database.stats(EXACT_LIMIT))
+            elif query == EXACT:
+                totals = _totals(await database.stats(2**62))
             else:
                 with connection.cursor() as cursor:
                     cursor.execute(
@@ -92,28 +118,24 @@ async def _timings(dsn: str, repeat: int) -> dict[str, float]:
                     )
             if attempt:  # the first one warms the cache
                 samples.append(time.perf_counter() - started)
-        return statistics.median(samples)
+        return Timing(statistics.median(samples), totals)
 
     try:
-        return {
-            "stats": await median("stats"),
-            "exact stats": await median("exact stats"),
-            "count whole tables": await median("count whole tables"),
-        }
+        return {query: await median(query) for query in (SERVED, EXACT, COUNT)}
     finally:
         connection.close()
         await database.close()
 
 
 def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
+    sizes = (10_000, 60_000) if quick else (10_000, 2_000_000)
     result = ScenarioResult(
         4,
         "Stats refresh at scale",
-        ["query", "small", "large", "ratio"],
+        ["query", f"{sizes[0]:,} runs", f"{sizes[1]:,} runs", "large / small"],
     )
-    sizes = (10_000, 100_000) if quick else (10_000, 2_000_000)
     repeat = 5 if quick else 20
-    timings: list[dict[str, float]] = []
+    timings: list[dict[str, Timing]] = []
     for runs in sizes:
         with postgres.database("stats") as dsn:
             seconds = generate(dsn, runs)
@@ -126,25 +148,28 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         result.rows.append(
             [
                 query,
-                f"{small[query] * 1000:.2f} ms",
-                f"{large[query] * 1000:.2f} ms",
-                f"{large[query] / small[query]:.1f}x",
+                small[query].cell(),
+                large[query].cell(),
+                f"{large[query].seconds / small[query].seconds:.1f}x",
             ]
         )
-    ratio = large["stats"] / small["stats"]
+    served = large[SERVED].seconds / small[SERVED].seconds
+    exact = large[EXACT].seconds / small[EXACT].seconds
     result.targets.append(
-        Target(
-            f"one stats refresh at {sizes[1]:,} runs <= 2x its cost at {sizes[0]:,} runs",
-            f"{ratio:.2f}x (counting whole tables:"
-            f" {large['count whole tables'] / small['count whole tables']:.0f}x)",
-            ratio <= 2,
+        Target.of_ratio(
+            f"one stats refresh (the served query) at {sizes[1]:,} runs <= 2x its cost at"
+            f" {sizes[0]:,} runs",
+            f"{served:.2f}x ({small[SERVED].totals} at {sizes[0]:,},"
+            f" {large[SERVED].totals} at {sizes[1]:,}; the exact query: {exact:.0f}x)",
+            Ratio(served, 2.0, at_least=False),
         )
     )
     result.notes += [
-        f"`stats` is the server's query (zapjobs_sse/sql/queries.sql) with its default exact"
-        f" limit of {EXACT_LIMIT:,} rows: totals above it are the planner's live-tuple"
-        " estimates; `exact stats` forces exact counts; `count whole tables` is"
-        " `count(*)` of runs and logs. Median of"
+        f"`stats` is the server's query (zapjobs_sse/db/sql/queries.sql). Served, with the"
+        f" server's default exact limit of {EXACT_LIMIT:,} rows, a total of a table with more"
+        " live rows than the limit is the statistics collector's live-tuple estimate; each"
+        " cell says which totals were exact and which estimated. The exact query is the"
+        " same with no limit: every total counted. Median of"
         f" {repeat} runs after one warm-up.",
         f"{RUNS_PER_DAY:,} runs a day whatever the size (a larger history is a longer one);"
         " the newest 100 are pending or running, 10% of the rest failed, the others"
