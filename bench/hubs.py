@@ -284,7 +284,7 @@ async def _publish_to_nchan(dsn: str, port: int) -> None:
     """The feed, each JobRunUpdated sent to nchan as one message of one websocket."""
     import aiohttp
 
-    from zapjobs_sse.server.run import wait_for_stop_signal
+    from zapjobs_sse.signals import wait_for_stop_signal
 
     async with (
         aiohttp.ClientSession() as session,
