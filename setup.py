@@ -45,6 +45,7 @@ setup(
             "pytest-timeout>=2.3",
             "httpx>=0.27",
             "httpx-sse>=0.4",
+            "schemathesis>=4.0",
             "playwright>=1.45",
             "hypothesis>=6.100",
             "mypy>=1.10",
