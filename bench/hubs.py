@@ -99,7 +99,7 @@ async def feed(dsn: str, publish: Publish) -> None:
         await database.close()
 
 
-async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
+async def _serve_zapjobs(dsn: str, port: int, heartbeat: float, feed: str = "notify") -> None:
     from zapjobs_sse.logconfig import configure_logging
     from zapjobs_sse.server.run import freeze_startup_objects, serve_app
     from zapjobs_sse.settings import Settings
@@ -115,6 +115,7 @@ async def _serve_zapjobs(dsn: str, port: int, heartbeat: float) -> None:
         log_level="warning",
         max_streams=100_000,
         max_streams_per_identity=100_000,
+        feed=feed,
     )
     async with serve_app(settings):
         freeze_startup_objects()  # as run_server does
@@ -343,6 +344,8 @@ def main(argv: list[str]) -> None:
     raise_fd_limit()
     if kind == "zapjobs-sse":
         asyncio.run(_serve_zapjobs(dsn, port, heartbeat))
+    elif kind == "zapjobs-sse-wal":
+        asyncio.run(_serve_zapjobs(dsn, port, heartbeat, feed="wal"))
     elif kind == "aiohttp-sse":
         asyncio.run(_serve_aiohttp_sse(dsn, port, heartbeat))
     elif kind == "sse-starlette":
@@ -354,7 +357,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(_serve_aiohttp_bare(port, heartbeat))
     else:
         raise SystemExit(
-            f"unknown system {kind!r}; one of {', '.join((*KINDS, 'nchan', 'aiohttp-bare'))}"
+            f"unknown system {kind!r}; one of"
+            f" {', '.join((*KINDS, 'zapjobs-sse-wal', 'nchan', 'aiohttp-bare'))}"
         )
 
 
