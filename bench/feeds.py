@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from .postgres import BenchPostgres, connect, seed_runs
+from .postgres import BenchPostgres, connect, drop_notify_triggers, seed_runs
 from .report import Ratio, ScenarioResult, Target
 from .servers import running_server
 from .writers import measure
@@ -148,20 +148,6 @@ def _bridge_reads(port: int) -> float:
     )
 
 
-def _without_triggers(dsn: str) -> None:
-    connection = connect(dsn)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT tgname, tgrelid::regclass::text FROM pg_trigger"
-                " WHERE tgname LIKE 'sse\\_%%' AND NOT tgisinternal"
-            )
-            for name, table in cursor.fetchall():
-                cursor.execute(f"DROP TRIGGER {name} ON {table}")
-    finally:
-        connection.close()
-
-
 @dataclass
 class Measured:
     rate: float
@@ -247,7 +233,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         postgres.database("feeds_notify") as with_triggers,
         postgres.database("feeds_plain") as plain,
     ):
-        _without_triggers(plain)
+        drop_notify_triggers(plain)
         runs = {}
         for dsn in (with_triggers, plain):
             ids = seed_runs(dsn, 4 * 50)

@@ -18,7 +18,13 @@ import psycopg2.extensions
 from zapjobs_sse.db.embedded import EmbeddedPostgres
 from zapjobs_sse.db.migrate import apply_migrations
 
-__all__ = ["BenchPostgres", "connect", "seed_runs", "seed_workers"]
+__all__ = [
+    "BenchPostgres",
+    "connect",
+    "drop_notify_triggers",
+    "seed_runs",
+    "seed_workers",
+]
 
 TEMPLATE = "zapjobs_bench_template"
 
@@ -145,3 +151,18 @@ def cpu_model() -> str:
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def drop_notify_triggers(dsn: str) -> None:
+    """Remove the sse_* notification triggers from a database (the writers' baseline)."""
+    connection = connect(dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT tgname, tgrelid::regclass::text FROM pg_trigger"
+                " WHERE tgname LIKE 'sse\\_%%' AND NOT tgisinternal"
+            )
+            for name, table in cursor.fetchall():
+                cursor.execute(f"DROP TRIGGER {name} ON {table}")
+    finally:
+        connection.close()

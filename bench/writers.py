@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from .postgres import BenchPostgres, connect, seed_runs
+from .postgres import BenchPostgres, connect, drop_notify_triggers, seed_runs
 from .report import Ratio, ScenarioResult, Target
 
 __all__ = ["run"]
@@ -96,15 +96,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         postgres.database("writers_on") as with_triggers,
         postgres.database("writers_off") as without,
     ):
-        conn = connect(without)
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT tgname, tgrelid::regclass::text FROM pg_trigger"
-                " WHERE tgname LIKE 'sse\\_%%' AND NOT tgisinternal"
-            )
-            for name, table in cursor.fetchall():
-                cursor.execute(f"DROP TRIGGER {name} ON {table}")
-        conn.close()
+        drop_notify_triggers(without)
         runs: dict[str, list[list[str]]] = {}
         for dsn in (with_triggers, without):
             ids = seed_runs(dsn, 4 * 50)
