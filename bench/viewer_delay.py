@@ -6,17 +6,22 @@ their own threads, a real `curl -N` on the stream (`events?topics=runs`) and a p
 dashboard (the JSON API's overview every 5 s, bench/polling.py). A viewer's delay for an
 update is the time from just before its COMMIT to the moment that viewer first has it:
 the line with its `progress` read from curl's output, or the runs response of the first
-refresh that shows it (or a later value) read by the poller.
+refresh that shows it (or a later value) read by the poller. Where the server's
+wal_level allows it, a second server reads the same commits with `--feed wal`, watched by a
+second curl.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -57,6 +62,22 @@ def _read_curl(curl: subprocess.Popen[bytes], seen: FirstSeen) -> None:
         match = PROGRESS.search(line)
         if match:
             seen.saw(int(match[1]), time.time())
+
+
+@contextmanager
+def _curl(base_url: str, seen: FirstSeen) -> Iterator[subprocess.Popen[bytes]]:
+    """`curl -N` on the stream, each progress it prints noted with its arrival time."""
+    curl = subprocess.Popen(
+        ["curl", "-sN", f"{base_url}/zapjobs/events?topics=runs"], stdout=subprocess.PIPE
+    )
+    reader = threading.Thread(target=_read_curl, args=(curl, seen), daemon=True)
+    reader.start()
+    try:
+        yield curl
+    finally:
+        curl.terminate()
+        curl.wait(5)
+        reader.join(5)
 
 
 def _poll(base_url: str, run_id: str, seconds: float, seen: FirstSeen) -> None:
@@ -104,38 +125,40 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         ["viewer", "updates seen", "median ms", "p90 ms", "worst ms"],
     )
     seconds = 6.0 if quick else 60.0
-    stream, polled = FirstSeen(), FirstSeen()
+    stream, wal_stream, polled = FirstSeen(), FirstSeen(), FirstSeen()
     before_commit: list[float] = []
     with postgres.database("delay") as dsn:
         run_id = seed_runs(dsn, 1)[0]
         seed_workers(dsn, 3)
-        with running_server("zapjobs-sse", dsn) as server:
+        wal = str(postgres.query("SHOW wal_level")[0][0]) == "logical"
+        with contextlib.ExitStack() as servers:
+            server = servers.enter_context(running_server("zapjobs-sse", dsn))
             base_url = f"http://127.0.0.1:{server.port}"
-            curl = subprocess.Popen(
-                ["curl", "-sN", f"{base_url}/zapjobs/events?topics=runs"],
-                stdout=subprocess.PIPE,
-            )
-            reader = threading.Thread(target=_read_curl, args=(curl, stream), daemon=True)
-            reader.start()
+            curls = [servers.enter_context(_curl(base_url, stream))]
+            if wal:  # the same commits, through the other feed
+                wal_server = servers.enter_context(running_server("zapjobs-sse-wal", dsn))
+                curls.append(
+                    servers.enter_context(_curl(f"http://127.0.0.1:{wal_server.port}", wal_stream))
+                )
             # The poller runs past the writes by one interval, to see the last of them.
             poller = threading.Thread(
                 target=_poll, args=(base_url, run_id, seconds + POLL_INTERVAL + 1, polled)
             )
             time.sleep(0.5)
             poller.start()
-            try:
-                before_commit = _write(dsn, run_id, seconds)
-                poller.join(POLL_INTERVAL * 3 + seconds)
-            finally:
-                curl.terminate()
-                curl.wait(5)
-                reader.join(5)
+            before_commit = _write(dsn, run_id, seconds)
+            poller.join(POLL_INTERVAL * 3 + seconds)
     delays = {
-        "`curl -N` on the stream (`events?topics=runs`)": _delays(before_commit, stream),
+        "`curl -N` on the stream (`events?topics=runs`), --feed notify": _delays(
+            before_commit, stream
+        ),
+        "`curl -N` on the stream, --feed wal": _delays(before_commit, wal_stream),
         f"polling: stats, runs, workers every {POLL_INTERVAL:g} s (JSON API)": _delays(
             before_commit, polled
         ),
     }
+    if not wal:
+        del delays["`curl -N` on the stream, --feed wal"]
     for viewer, seen in delays.items():
         cells = ["-", "-", "-"]
         if len(seen):
@@ -154,7 +177,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         f"The polling dashboard opens at a random moment; it refreshes every"
         f" {POLL_INTERVAL:g} s, each refresh the three requests one after the other.",
     ]
-    streamed, polled_delays = delays.values()
+    streamed, *_, polled_delays = delays.values()
     if len(streamed) and len(polled_delays):
         ratio = float(np.median(polled_delays) / np.median(streamed))
         result.notes.append(f"Median delay, polling / stream: {ratio:,.0f}x.")
