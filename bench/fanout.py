@@ -327,6 +327,10 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
     )
     plan = QUICK_PLAN if quick else FULL_PLAN
     systems: tuple[str, ...] = KINDS
+    if str(postgres.query("SHOW wal_level")[0][0]) == "logical":
+        systems = (KINDS[0], "zapjobs-sse-wal", *KINDS[1:])  # both feeds of ours
+    else:
+        result.notes.append("zapjobs-sse --feed wal: not measured, wal_level is not logical.")
     missing_nchan = nchan_missing()
     if missing_nchan is None:
         systems = (*KINDS, "nchan")
