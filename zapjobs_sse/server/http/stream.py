@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -102,20 +101,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     # The credentials are checked again at every wake-up (at least every heartbeat).
     access_ended = access_watch(request)
     slot = request.app[STREAM_LIMITER].acquire(identity)  # 429 when too many are open
-    try:
-        return await _stream(request, params, last_event_id, identity, access_ended)
-    finally:
-        slot.release()
-
-
-async def _stream(
-    request: web.Request,
-    params: StreamParams,
-    last_event_id: str | None,
-    identity: str,
-    access_ended: Callable[[], str | None],
-) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
+    # One coroutine per stream, not two: an open stream's frames are its idle cost.
     broker, following = request.app[BROKER], request.app[LOGS]
     try:
         sub = await open_stream(
@@ -128,8 +114,12 @@ async def _stream(
             identity=identity,
         )
     except DatabaseError as error:
+        slot.release()
         log.warning("stream_start_failed", error=str(error))
         unavailable("database unavailable")
+    except BaseException:  # the client went away while the stream was starting
+        slot.release()
+        raise
     response = _EventStream()
     try:
         writer = await response.prepare(request)
@@ -180,6 +170,7 @@ async def _stream(
         raise
     finally:
         close_stream(broker, following, sub)
+        slot.release()
         if sub.close_reason == "overflow":
             log.info("stream_evicted", reason="overflow")
     return response
