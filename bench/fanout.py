@@ -333,7 +333,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         result.notes.append("zapjobs-sse --feed wal: not measured, wal_level is not logical.")
     missing_nchan = nchan_missing()
     if missing_nchan is None:
-        systems = (*KINDS, "nchan")
+        systems = (*systems, "nchan")
     else:
         result.notes.append(f"nchan: not measured, {missing_nchan}.")
     steps: list[Step] = []
