@@ -134,7 +134,7 @@ async def test_retry_a_failed_run_from_its_page_and_watch_the_new_run_complete(
         await link.click()
         await page.wait_for_url(f"**/runs/{new_run}")
         await watched.state("connected")
-        await watched.text_becomes(".run-summary [data-field=status]", "Running")
+        await watched.text_becomes(".run-summary [data-field=status]", "Running", 20000)
         assert await visible_actions(page) == ["Cancel run"]
         release.set()
         await watched.text_becomes(".run-summary [data-field=status]", "Completed")
@@ -150,7 +150,7 @@ async def test_cancel_a_running_run_from_its_page_and_from_its_row(
 ) -> None:
     registry = JobRegistry()
 
-    @registry.job("long")
+    @registry.job("long", max_concurrency=2)
     async def long(ctx: JobContext, data: Any) -> Any:
         await asyncio.sleep(60)
 
