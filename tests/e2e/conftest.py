@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -82,12 +83,20 @@ class Watched:
         )
 
 
-@pytest.fixture
-async def watched(browser: Browser) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+@contextlib.asynccontextmanager
+async def opened(browser: Browser, **options: Any) -> AsyncIterator[Watched]:
+    """A page of its own context: 1280 x 900 unless `options` (new_context's) say otherwise
+    (viewport, java_script_enabled=False, ...)."""
+    context = await browser.new_context(**({"viewport": {"width": 1280, "height": 900}} | options))
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
     try:
         yield Watched(context, page)
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def watched(browser: Browser) -> AsyncIterator[Watched]:
+    async with opened(browser) as page:
+        yield page

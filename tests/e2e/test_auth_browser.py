@@ -36,12 +36,14 @@ async def assert_nothing_ran(watched: Watched) -> None:
     assert injected == 0
 
 
-async def sign_in(watched: Watched, server: RunningServer, relative: str) -> None:
+async def sign_in(
+    watched: Watched, server: RunningServer, relative: str, token: str = TOKEN
+) -> None:
     """Open a page, get sent to the sign-in form, sign in, and land back on the page."""
     page = watched.page
     await page.goto(server.path(relative))
     assert "/zapjobs/login" in page.url
-    await page.fill("#login-token", TOKEN)
+    await page.fill("#login-token", token)
     async with page.expect_navigation():
         await page.click("button[type=submit]")
     assert page.url == server.path(relative)

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from playwright.async_api import Browser, Page, Route
 
 from tests.conftest import RunningServer, make_settings, repo_root
-from tests.e2e.conftest import WAIT_MS, Watched
+from tests.e2e.conftest import WAIT_MS, Watched, opened
 from tests.support import Writer
 from zapjobs_sse.demo import demo_jobs
 from zapjobs_sse.server.run import serve_app
@@ -31,16 +30,11 @@ XSS = "<img src=x onerror=alert(1)>"
 PAGES = ("", "runs", "jobs", "workers", "dead-letter")
 
 
-@contextlib.asynccontextmanager
-async def sized(browser: Browser, width: int, height: int = 844) -> AsyncIterator[Watched]:
+def sized(
+    browser: Browser, width: int, height: int = 844
+) -> contextlib.AbstractAsyncContextManager[Watched]:
     """A page at a given viewport (390 x 844: a phone)."""
-    context = await browser.new_context(viewport={"width": width, "height": height})
-    page = await context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    try:
-        yield Watched(context, page)
-    finally:
-        await context.close()
+    return opened(browser, viewport={"width": width, "height": height})
 
 
 async def page_width(page: Page) -> int:

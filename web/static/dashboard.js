@@ -2,6 +2,7 @@
 // controller and keeps the page live over ONE EventSource (stream.js).
 // Everything from the database goes into the page with textContent, never as HTML.
 
+import { setupActions } from "./actions.js";
 import { setupFilterForms, setupTheme, showScriptControls } from "./controls.js";
 import { body } from "./dom.js";
 import { setupKeyboard } from "./keyboard.js";
@@ -28,6 +29,7 @@ function start() {
   showScriptControls();
   setupFilterForms();
   setupKeyboard();
+  setupActions();
   keepTimesTicking();
   const factory = PAGES[body.getAttribute("data-page") || ""];
   if (!factory || typeof EventSource === "undefined") return;

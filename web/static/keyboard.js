@@ -3,7 +3,7 @@
 
 import { base } from "./dom.js";
 
-const PAGES = { o: "/", r: "/runs", j: "/jobs", w: "/workers", d: "/dead-letter" };
+const PAGES = { o: "/", r: "/runs", j: "/jobs", w: "/workers", d: "/dead-letter", a: "/activity" };
 const CHORD_MS = 1500;
 
 function typing(target) {
@@ -37,7 +37,10 @@ export function setupKeyboard() {
   let chord = 0; // when "g" was pressed
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (typing(event.target) || (dialog && dialog.open && event.key !== "?")) return;
+    if (typing(event.target)) return;
+    // An open dialog (this list, an action's question) has the keys; "?" closes this list.
+    const shown = document.querySelector("dialog[open]");
+    if (shown && !(shown === dialog && event.key === "?")) return;
     const key = event.key;
     if (chord && Date.now() - chord < CHORD_MS && PAGES[key]) {
       chord = 0;

@@ -1,6 +1,7 @@
 // The run page: its summary and fields follow RunDetailUpdated; "running for" ticks on
 // the server's clock (pages.running_for renders it); the log is run-log.js.
 
+import { applyWhen } from "./actions.js";
 import { api } from "./api.js";
 import { body, setClassPrefix } from "./dom.js";
 import { errorHeading, formatDuration, formatElapsed, formatTime } from "./format.js";
@@ -51,6 +52,8 @@ export function runPage() {
     fillProgress(document.getElementById("run-progress"), run);
     document.getElementById("run-error").hidden = !(run.errorMessage || run.stackTrace);
     document.getElementById("run-error-heading").textContent = errorHeading(run);
+    const actions = document.getElementById("run-actions");
+    if (actions) applyWhen(actions, run.status);
   }
 
   async function fetchLogs() {

@@ -2,6 +2,7 @@
 // A list has a filter: a row whose run leaves it is shown leaving, then goes; a run that
 // enters it is inserted where its creation time puts it.
 
+import { applyWhen, prepareForms } from "./actions.js";
 import { base, el, findRow, setClassPrefix, showEmpty } from "./dom.js";
 import { formatDuration, progressView, rowError } from "./format.js";
 import { timeElement } from "./times.js";
@@ -36,6 +37,25 @@ function fillRunRow(row, run) {
   error.textContent = rowError(run);
   error.title = rowError(run);
   row.querySelector(".job-type").textContent = run.jobTypeId;
+  const actions = row.querySelector("td.actions");
+  if (actions) applyWhen(actions, run.status);
+}
+
+// An operator's cancel and retry for a row the stream adds (macros.html run_actions).
+function actionsCell(run) {
+  const template = document.getElementById("run-actions-template");
+  if (!template) return null;
+  const cell = el("td", "actions");
+  cell.appendChild(template.content.cloneNode(true));
+  for (const form of cell.querySelectorAll("form")) {
+    for (const name of ["action", "data-api"]) {
+      form.setAttribute(name, form.getAttribute(name).replace("RUN_ID", encodeURIComponent(run.id)));
+    }
+    const question = form.getAttribute("data-confirm");
+    if (question) form.setAttribute("data-confirm", question.replace("RUN_ID", run.id.slice(0, 8)));
+  }
+  prepareForms(cell);
+  return cell;
 }
 
 function newRunRow(run) {
@@ -63,6 +83,8 @@ function newRunRow(run) {
     el("td", "worker"),
     el("td", "error")
   );
+  const actions = actionsCell(run);
+  if (actions) row.appendChild(actions);
   fillRunRow(row, run);
   return row;
 }

@@ -399,6 +399,10 @@ class Database:
     async def list_jobs(self) -> list[Row]:
         return await self.fetch("list_jobs")
 
+    async def count_pending_dead_letter(self, job_type: str | None) -> int:
+        row = await self.fetch_one("count_pending_dead_letter", {"job_type": job_type})
+        return int(row["n"]) if row else 0
+
     async def list_dead_letter(
         self,
         *,

@@ -101,6 +101,11 @@ WHERE (%(status)s::int IS NULL OR status = %(status)s::int)
 ORDER BY moved_at DESC, id DESC
 LIMIT %(limit)s
 
+-- name: count_pending_dead_letter --
+-- The Pending entries a bulk action of the dead-letter page would change (its filter).
+SELECT count(*) AS n FROM zapjobs.dead_letter
+WHERE status = 0 AND (%(job_type)s::text IS NULL OR job_type_id = %(job_type)s::text)
+
 -- name: runs_per_minute --
 -- Completed and failed runs per minute over the last hour, for the overview chart.
 SELECT date_trunc('minute', completed_at) AS minute,

@@ -22,7 +22,8 @@ def render_page(
     """Render a template with the layout's context: base path, poll interval, render time,
     whether to offer "Sign out" (`page` defaults to "error"); for the action forms:
     `can_act` (an operator, not --read-only), `csrf_token`, a fresh `form_key` (their
-    idempotency_key) and the `notice` the last action left, if any."""
+    idempotency_key), `here` (their `next`: this page) and the `notice` the last action
+    left, if any."""
     settings = request.app[SETTINGS]
     principal = request.get(PRINCIPAL)
     context["base"] = settings.normalized_base_path
@@ -33,6 +34,7 @@ def render_page(
     context["can_act"] = principal is not None and principal.is_operator and not settings.read_only
     context["csrf_token"] = request.app[AUTHENTICATOR].csrf_token(request)
     context["form_key"] = uuid.uuid4().hex
+    context["here"] = request.raw_path  # as sent: the path and its query
     context["notice"] = read_notice(request)
     response: web.Response = aiohttp_jinja2.render_template(
         template, request, context, status=status

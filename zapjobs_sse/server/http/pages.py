@@ -430,12 +430,26 @@ async def workers_page(request: web.Request) -> dict[str, Any]:
 @page("dead_letter.html", "dead-letter")
 async def dead_letter_page(request: web.Request) -> dict[str, Any]:
     entries = parse_dead_letter_filter(request.query)
-    rows, next_cursor = await readmodel.list_dead_letter_rows(request.app[DATABASE], entries)
+    database = request.app[DATABASE]
+    rows, next_cursor = await readmodel.list_dead_letter_rows(database, entries)
     first_page = "before" not in request.query
+    # What "... all N matching" would change: only Pending entries change.
+    pending = DEAD_LETTER_STATUSES.index("Pending")
+    matching = 0
+    if entries.status in (None, pending):
+        matching = await database.count_pending_dead_letter(entries.job_type)
     return {
         "title": "Dead letter",
         "entries": [dead_letter_wire(row) for row in rows],
-        **_status_list(DEAD_LETTER_STATUSES, entries.status, next_cursor, first_page),
+        "job_type": entries.job_type or "",
+        "bulk_count": matching,
+        **_status_list(
+            DEAD_LETTER_STATUSES,
+            entries.status,
+            next_cursor,
+            first_page,
+            job_type=entries.job_type,
+        ),
     }
 
 
