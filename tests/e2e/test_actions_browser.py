@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page
 
@@ -490,3 +491,24 @@ async def test_the_pages_with_actions_fit_and_work_by_keyboard(
         await page.wait_for_selector("#confirm-action", state="hidden")
         assert await dead_letter_statuses(writer) == {"nightly-report": [DL_PENDING] * 3}
         assert shown.errors == []
+
+
+async def test_the_activity_page_shows_each_action_as_it_is_taken(
+    server: RunningServer, writer: Writer, watched: Watched
+) -> None:
+    await define(writer, "activity-live")
+    page = watched.page
+    await page.goto(server.path("activity"))
+    await watched.state("connected")
+    await page.evaluate("window.__notReloaded = true")
+    trigger = server.path("api/jobs/activity-live/trigger")
+    async with aiohttp.ClientSession() as http, http.post(trigger, json={}) as answer:
+        assert answer.status == 201
+        run_id = (await answer.json())["id"]
+    first = page.locator("#activity-body tr").first
+    await first.locator("td.action", has_text="trigger").wait_for(timeout=5000)
+    base = server.settings.normalized_base_path
+    assert await first.locator("td.message a").get_attribute("href") == f"{base}/runs/{run_id}"
+    assert await page.locator("#activity-empty").is_hidden()
+    assert await page.evaluate("window.__notReloaded") is True
+    assert watched.errors == [] and watched.csp_violations == []

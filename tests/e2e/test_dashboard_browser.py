@@ -411,7 +411,7 @@ async def test_each_page_opens_exactly_one_event_source_under_the_base_path(
 ) -> None:
     page = watched.page
     run_id = await seed_everything(writer)
-    for path in ("", "runs", f"runs/{run_id}", "jobs", "workers", "dead-letter"):
+    for path in ("", "runs", f"runs/{run_id}", "jobs", "workers", "dead-letter", "activity"):
         watched.stream_requests.clear()
         await page.goto(server.path(path))
         await watched.state("connected")

@@ -6,6 +6,7 @@ import { setupActions } from "./actions.js";
 import { setupFilterForms, setupTheme, showScriptControls } from "./controls.js";
 import { body } from "./dom.js";
 import { setupKeyboard } from "./keyboard.js";
+import { activityPage } from "./page-activity.js";
 import { deadLetterPage } from "./page-dead-letter.js";
 import { jobsPage } from "./page-jobs.js";
 import { overviewPage } from "./page-overview.js";
@@ -22,6 +23,7 @@ const PAGES = {
   jobs: jobsPage,
   workers: workersPage,
   "dead-letter": deadLetterPage,
+  activity: activityPage,
 };
 
 function start() {
