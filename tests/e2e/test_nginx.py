@@ -151,14 +151,19 @@ async def test_application_and_dashboard_share_the_origin(nginx: NginxProcess) -
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.urls: list[str] = []
+        self.urls: list[str] = []  # what a GET may follow
+        self.posted: list[str] = []  # the actions of POST forms (the operators' buttons)
         self.base: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
         for name in ("href", "src", "action"):
             value = values.get(name)
-            if value is not None:
+            if value is None:
+                continue
+            if tag == "form" and (values.get("method") or "get").lower() == "post":
+                self.posted.append(value)
+            else:
                 self.urls.append(value)
         if tag == "body":
             self.base = values.get("data-base")
@@ -181,6 +186,7 @@ async def test_pages_and_their_links_work_under_the_prefix(
             assert parser.base == PREFIX, page
             local = [url for url in parser.urls if url.startswith("/")]
             assert local and all(url.startswith(PREFIX + "/") for url in local), local
+            assert all(url.startswith(PREFIX + "/") for url in parser.posted), parser.posted
             links.update(url for url in local if not url.endswith("/runs/go"))
         for link in sorted(links):
             async with http.get(nginx.url(link)) as response:
