@@ -175,7 +175,8 @@ async def test_a_request_too_long_to_read_is_refused_without_echoing_it(
 ) -> None:
     answered = await raw_exchange(server, request_bytes)
     head, _, body = answered.partition(b"\r\n\r\n")
-    assert head.split(b"\r\n")[0].endswith(status), head
+    # The code; the reason phrase is Python's own (3.13 says "URI Too Long").
+    assert head.split(b"\r\n")[0].split(b" ")[1] == status.split(b" ")[0], head
     assert MARKER not in answered and b"PRIVATE" not in answered
     assert b"Content-Type: application/json" in head
     assert json.loads(body) == {"error": error}
