@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import dbload, fanout, feeds, idle, logtail, statscale, viewer_delay, writers
+from . import dbload, fanout, feeds, idle, logtail, pagescale, statscale, viewer_delay, writers
 from .client import raise_fd_limit
 from .hubs import nchan_versions
 from .postgres import BenchPostgres, cpu_model, load_average
@@ -35,6 +35,7 @@ SCENARIOS: dict[int, Scenario] = {
     6: logtail.run,
     7: viewer_delay.run,
     8: feeds.run,
+    9: pagescale.run,
 }
 PACKAGES = (
     "aiohttp",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from zapjobs_sse.db import Database
@@ -13,62 +13,108 @@ from zapjobs_sse.db import Database
 from .postgres import BenchPostgres, connect
 from .report import Ratio, ScenarioResult, Target
 
-__all__ = ["run"]
+__all__ = ["EVEN", "LOGS_PER_RUN", "Profile", "generate", "run"]
 
 LOGS_PER_RUN = 10
 RUNS_PER_DAY = 5_000
 EXACT_LIMIT = 50_000  # the server's default --stats-exact-limit
 
 
-def generate(dsn: str, runs: int) -> float:
-    """`runs` runs over the last two days and LOGS_PER_RUN log lines each; returns seconds."""
+@dataclass(frozen=True)
+class Profile:
+    """What a generated history looks like: the statements that insert it.
+
+    Each statement is run with the parameters `runs` (how many), `spacing` (seconds between
+    two runs, from `runs_per_day`), `per_run` (LOGS_PER_RUN) and the profile's own `params`.
+    """
+
+    definitions: str
+    runs: str
+    logs: str
+    runs_per_day: int = RUNS_PER_DAY
+    params: dict[str, Any] = field(default_factory=dict)
+    # Tables loaded without their indexes, which are built afterwards (faster).
+    unindexed: tuple[str, ...] = ("logs",)
+
+
+# Scenario 4's history: ten job types in turn, 10% failed, no durations, inputs or errors.
+EVEN = Profile(
+    definitions="INSERT INTO zapjobs.definitions (job_type_id, display_name)"
+    " SELECT 'job-' || n, 'Job ' || n FROM generate_series(0, 9) n",
+    # The daily volume stays the same whatever the size: a bigger history is a longer
+    # one. Pending and running runs are the newest few (live work).
+    runs="INSERT INTO zapjobs.runs (id, job_type_id, status, created_at, completed_at)"
+    " SELECT gen_random_uuid(), 'job-' || (n %% 10), s.status,"
+    "  now() AT TIME ZONE 'utc' - n * %(spacing)s * interval '1 second',"
+    "  CASE WHEN s.status IN (3, 4) THEN now() AT TIME ZONE 'utc'"
+    "   - n * %(spacing)s * interval '1 second' END"
+    " FROM generate_series(1, %(runs)s) n,"
+    "  LATERAL (SELECT CASE WHEN n <= 100 THEN n %% 2 * 2"
+    "   WHEN n %% 10 = 2 THEN 4 ELSE 3 END AS status) s",
+    logs="INSERT INTO zapjobs.logs (id, run_id, message, timestamp)"
+    " SELECT gen_random_uuid(), r.id, 'line ' || k, r.created_at"
+    "  + k * interval '1 millisecond'"
+    " FROM zapjobs.runs r, generate_series(1, %(per_run)s) k",
+)
+
+
+def _drop_indexes(cursor: Any, table: str) -> list[str]:
+    """Drops the table's indexes and key constraints; returns the statements that rebuild them."""
+    cursor.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
+        (f"zapjobs.{table}",),
+    )
+    constraints = cursor.fetchall()
+    cursor.execute(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index i"
+        " WHERE indrelid = %s::regclass"
+        " AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+        (f"zapjobs.{table}",),
+    )
+    indexes = cursor.fetchall()
+    for name, _ in constraints:
+        cursor.execute(f"ALTER TABLE zapjobs.{table} DROP CONSTRAINT {name}")
+    for name, _ in indexes:
+        cursor.execute(f"DROP INDEX {name}")
+    return [
+        *(
+            f"ALTER TABLE zapjobs.{table} ADD CONSTRAINT {name} {body}"
+            for name, body in constraints
+        ),
+        *(definition for _, definition in indexes),
+    ]
+
+
+def generate(dsn: str, runs: int, profile: Profile = EVEN) -> float:
+    """`runs` runs, the newest `profile.runs_per_day` a day, and LOGS_PER_RUN log lines
+    each, as the profile shapes them; returns seconds."""
     started = time.monotonic()
+    params = {
+        **profile.params,
+        "runs": runs,
+        "spacing": 86400 / profile.runs_per_day,
+        "per_run": LOGS_PER_RUN,
+    }
     connection = connect(dsn)
     try:
         with connection.cursor() as cursor:
             # Bulk history, not live changes: no notification triggers while loading.
             cursor.execute("SET session_replication_role = replica")
-            cursor.execute(
-                "INSERT INTO zapjobs.definitions (job_type_id, display_name)"
-                " SELECT 'job-' || n, 'Job ' || n FROM generate_series(0, 9) n"
-            )
-            # The daily volume stays the same whatever the size: a bigger history is a
-            # longer one. Pending and running runs are the newest few (live work).
-            cursor.execute(
-                "INSERT INTO zapjobs.runs (id, job_type_id, status, created_at, completed_at)"
-                " SELECT gen_random_uuid(), 'job-' || (n %% 10), s.status,"
-                "  now() AT TIME ZONE 'utc' - n * %(spacing)s * interval '1 second',"
-                "  CASE WHEN s.status IN (3, 4) THEN now() AT TIME ZONE 'utc'"
-                "   - n * %(spacing)s * interval '1 second' END"
-                " FROM generate_series(1, %(runs)s) n,"
-                "  LATERAL (SELECT CASE WHEN n <= 100 THEN n %% 2 * 2"
-                "   WHEN n %% 10 = 2 THEN 4 ELSE 3 END AS status) s",
-                {"runs": runs, "spacing": 86400 / RUNS_PER_DAY},
-            )
-            # Faster to load without the indexes and build them afterwards.
-            cursor.execute(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'zapjobs'"
-                " AND tablename = 'logs' AND indexname <> 'logs_pkey'"
-            )
-            definitions = [row[0] for row in cursor.fetchall()]
-            cursor.execute("ALTER TABLE zapjobs.logs DROP CONSTRAINT logs_pkey")
-            for definition in definitions:
-                name = definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0]
-                cursor.execute(f"DROP INDEX zapjobs.{name}")
-            cursor.execute(
-                "INSERT INTO zapjobs.logs (id, run_id, message, timestamp)"
-                " SELECT gen_random_uuid(), r.id, 'line ' || k, r.created_at"
-                "  + k * interval '1 millisecond'"
-                " FROM zapjobs.runs r, generate_series(1, %(per_run)s) k",
-                {"per_run": LOGS_PER_RUN},
-            )
+            cursor.execute(profile.definitions, params)
+            rebuild = [
+                statement
+                for table in profile.unindexed
+                for statement in _drop_indexes(cursor, table)
+            ]
+            cursor.execute(profile.runs, params)
+            cursor.execute(profile.logs, params)
             cursor.execute("SET maintenance_work_mem = '256MB'")
-            cursor.execute("ALTER TABLE zapjobs.logs ADD CONSTRAINT logs_pkey PRIMARY KEY (id)")
-            for definition in definitions:
-                cursor.execute(definition)
+            for statement in rebuild:
+                cursor.execute(statement)
             # A settled table, as a long-lived one is: hint bits and visibility map set.
-            cursor.execute("VACUUM ANALYZE zapjobs.runs")
-            cursor.execute("VACUUM ANALYZE zapjobs.logs")
+            for table in ("definitions", "runs", "logs"):
+                cursor.execute(f"VACUUM ANALYZE zapjobs.{table}")
     finally:
         connection.close()
     return time.monotonic() - started
