@@ -93,6 +93,10 @@ class Settings:
     stats_exact_limit: int = _setting(
         50000, "Tables with more rows than this report estimated totals."
     )
+    rollup_interval: float = _setting(
+        10.0,
+        "Seconds between two writes of the hourly rollups behind the 7- and 30-day insights.",
+    )
     worker_stale_after: float = _setting(
         60.0, "Seconds without a heartbeat after which a worker is shown as stale."
     )
@@ -227,6 +231,7 @@ class Settings:
             "heartbeat",
             "stats_interval",
             "stats_refresh",
+            "rollup_interval",
             "worker_stale_after",
             "db_check_interval",
             "db_check_timeout",

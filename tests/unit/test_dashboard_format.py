@@ -6,27 +6,31 @@ import json
 import shutil
 import subprocess
 from datetime import datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from tests.conftest import repo_root
-from zapjobs_sse.server.http.pages import (
+from zapjobs_sse.server.http.charts import (
+    CHART_BAR,
     CHART_HEIGHT,
-    chart_bars,
+    bucket_label,
+    format_ms,
+    outcome_chart,
+)
+from zapjobs_sse.server.http.pages import (
     error_heading,
     format_count,
     format_duration,
     format_elapsed,
     format_log_time,
+    format_percent,
     format_relative,
     progress_view,
     row_error,
     running_for,
     running_summary,
 )
-from zapjobs_sse.server.http.readmodel import chart_minutes
 from zapjobs_sse.server.http.times import format_time
 
 
@@ -59,33 +63,46 @@ def test_times_are_utc_to_the_second() -> None:
     assert format_time(datetime(2026, 11, 28, 17, 59, 31, 999)) == "2026-11-28 17:59:31"
 
 
-def test_chart_has_sixty_minutes_ending_now_with_zeros_filled() -> None:
-    now = datetime(2026, 11, 28, 12, 30, 45)
-    rows = [
-        {"minute": datetime(2026, 11, 28, 12, 30), "completed": 4, "failed": 1},
-        {"minute": datetime(2026, 11, 28, 11, 31), "completed": 2, "failed": 0},
-    ]
-    minutes = chart_minutes(rows, now)
-    assert len(minutes) == 60
-    assert minutes[0] == {"minute": "2026-11-28T11:31:00.000Z", "completed": 2, "failed": 0}
-    assert minutes[-1] == {"minute": "2026-11-28T12:30:00.000Z", "completed": 4, "failed": 1}
-    assert sum(m["completed"] + m["failed"] for m in minutes[1:-1]) == 0
-    stamps = [datetime.fromisoformat(m["minute"][:-1]) for m in minutes]
-    assert all(b - a == timedelta(minutes=1) for a, b in pairwise(stamps))
-
-
-def test_chart_bars_stack_failed_on_completed_scaled_to_the_busiest_minute() -> None:
-    minutes = [
-        {"minute": "2026-11-28T12:00:00.000Z", "completed": 3, "failed": 1},
-        {"minute": "2026-11-28T12:01:00.000Z", "completed": 0, "failed": 2},
-    ]
-    chart = chart_bars(minutes)
+def test_outcome_bars_stack_completed_failed_cancelled_scaled_to_the_busiest_bucket() -> None:
+    insights: dict[str, Any] = {
+        "bucketSeconds": 60,
+        "buckets": [
+            {"start": "2026-11-28T12:00:00.000Z", "completed": 3, "failed": 1, "cancelled": 0},
+            {"start": "2026-11-28T12:01:00.000Z", "completed": 0, "failed": 1, "cancelled": 1},
+        ],
+    }
+    chart = outcome_chart(insights)
     first, second = chart["bars"]
-    assert chart["top"] == 4 and chart["completed"] == 3 and chart["failed"] == 3
-    assert first["completed_h"] + first["failed_h"] == CHART_HEIGHT
-    assert first["failed_y"] + first["failed_h"] == first["completed_y"]
-    assert second["completed_h"] == 0 and second["failed_h"] == CHART_HEIGHT // 2
-    assert chart_bars([{"minute": "x", "completed": 0, "failed": 0}])["top"] == 1
+    assert chart["top"] == 4 and chart["width"] == 2 * CHART_BAR
+    completed, failed, cancelled = first["rects"]
+    assert completed["h"] + failed["h"] + cancelled["h"] == CHART_HEIGHT
+    assert failed["y"] + failed["h"] == completed["y"]  # failed sits on completed
+    assert [r["h"] for r in second["rects"]] == [0, CHART_HEIGHT // 4, CHART_HEIGHT // 4]
+    assert first["title"] == "12:00: 3 completed, 1 failed, 0 cancelled"
+    empty = {"bucketSeconds": 60, "buckets": [dict(insights["buckets"][0], completed=0, failed=0)]}
+    assert outcome_chart(empty)["top"] == 1
+
+
+def test_bucket_labels_name_minutes_hours_and_days() -> None:
+    assert bucket_label("2026-11-28T12:05:00.000Z", 60) == "12:05"
+    assert bucket_label("2026-11-28T06:00:00.000Z", 21600) == "11-28 06:00"
+    assert bucket_label("2026-11-28T00:00:00.000Z", 86400) == "2026-11-28"
+
+
+def test_duration_percentiles_and_rates_read_as_people_say_them() -> None:
+    assert [format_ms(v) for v in (None, 0.4, 850.0, 12345.6, 245000.0)] == [
+        "\u2013",
+        "0 ms",
+        "850 ms",
+        "12.3 s",
+        "4 min 05 s",
+    ]
+    assert [format_percent(v) for v in (None, 0.0, 0.125, 1.0)] == [
+        "\u2013",
+        "0.0 %",
+        "12.5 %",
+        "100.0 %",
+    ]
 
 
 # -- the server's formatters and the browser's (web/static/format.js) agree ---------------
@@ -121,11 +138,6 @@ STAMPS = [
 WORKLOADS = [[], ["a"], ["b", "a", "b"], ["resize-images"] * 3 + ["send-welcome-email"] * 3]
 DURATIONS = [None, 0, 999, 1000, 1250, 59999, 61000, 3600000]
 COUNTS = [None, 0, 999, 1000, 1234567]
-MINUTES = [
-    {"minute": "2026-11-28T11:58:00.000Z", "completed": 7, "failed": 2},
-    {"minute": "2026-11-28T11:59:00.000Z", "completed": 0, "failed": 0},
-    {"minute": "2026-11-28T12:00:00.000Z", "completed": 3, "failed": 1},
-]
 
 
 def python_answers() -> dict[str, Any]:
@@ -140,13 +152,11 @@ def python_answers() -> dict[str, Any]:
         "duration": [format_duration(ms) for ms in DURATIONS],
         "elapsed": [format_elapsed(ms) for ms in DURATIONS],
         "count": [format_count(value) for value in COUNTS],
-        "chart": chart_bars(MINUTES),
     }
 
 
 BROWSER_SIDE = """
 import * as f from %(format)s;
-import { chartBars } from %(chart)s;
 const c = JSON.parse(process.argv[1]);
 console.log(JSON.stringify({
   relative: c.stamps.map((s) => f.formatRelative(s, c.now)),
@@ -159,7 +169,6 @@ console.log(JSON.stringify({
   duration: c.durations.map((ms) => f.formatDuration(ms)),
   elapsed: c.durations.map((ms) => f.formatElapsed(ms)),
   count: c.counts.map((v) => f.formatCount(v)),
-  chart: chartBars(c.minutes),
 }));
 """
 
@@ -167,7 +176,7 @@ console.log(JSON.stringify({
 def test_the_browser_formats_every_value_as_the_server_does() -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("Node.js is not installed: cannot run web/static/format.js and chart.js")
+        pytest.skip("Node.js is not installed: cannot run web/static/format.js")
     cases = {
         "now": NOW_MS,
         "stamps": STAMPS,
@@ -175,9 +184,8 @@ def test_the_browser_formats_every_value_as_the_server_does() -> None:
         "workloads": WORKLOADS,
         "durations": DURATIONS,
         "counts": COUNTS,
-        "minutes": MINUTES,
     }
-    modules = {name: json.dumps((STATIC / f"{name}.js").as_uri()) for name in ("format", "chart")}
+    modules = {"format": json.dumps((STATIC / "format.js").as_uri())}
     script = BROWSER_SIDE % modules
     done = subprocess.run(
         [node, "--input-type=module", "-e", script, json.dumps(cases)],

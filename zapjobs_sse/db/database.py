@@ -422,8 +422,54 @@ class Database:
             },
         )
 
-    async def runs_per_minute(self) -> list[Row]:
-        return await self.fetch("runs_per_minute")
+    async def insights_exact(
+        self, job_type: str | None, since: datetime, until: datetime, width: int
+    ) -> list[Row]:
+        """Counts and exact duration percentiles per bucket of `width` seconds; the row
+        with start None is the whole range (sql/insights.sql)."""
+        return await self.fetch(
+            "insights_exact",
+            {"job_type": job_type, "since": since, "until": until, "width": width},
+        )
+
+    async def insights_hours(
+        self,
+        job_type: str | None,
+        since: datetime,
+        until: datetime,
+        *,
+        first_hour: datetime,
+        cut: datetime,
+        width: int,
+    ) -> list[Row]:
+        """Counts and duration histograms per bucket: the rollups of the whole hours in
+        [first_hour, cut), the runs table for the rest of [since, until)."""
+        params = {"job_type": job_type, "since": since, "until": until}
+        return await self.fetch(
+            "insights_hours", {**params, "first_hour": first_hour, "cut": cut, "width": width}
+        )
+
+    async def insights_top_errors(
+        self, job_type: str, since: datetime, until: datetime, limit: int
+    ) -> list[Row]:
+        params = {"job_type": job_type, "since": since, "until": until, "limit": limit}
+        return await self.fetch("insights_top_errors", params)
+
+    async def definition(self, job_type: str) -> Row | None:
+        return await self.fetch_one("definition_by_id", {"job_type": job_type})
+
+    async def job_type_has_runs(self, job_type: str) -> bool:
+        row = await self.fetch_one("job_type_has_runs", {"job_type": job_type})
+        return bool(row and row["found"])
+
+    async def recompute_run_hours(self, hours: Sequence[datetime], timeout: float = 60.0) -> None:
+        """Rewrite the rollup rows of these hours from zapjobs.runs, one replica at a time."""
+        async with self.transaction(timeout) as transaction:
+            await transaction.fetch("lock_run_hours", {})
+            await transaction.fetch("recompute_run_hours", {"hours": list(hours)})
+
+    async def forget_run_hours(self, before: datetime) -> None:
+        await self.fetch("forget_run_hours", {"before": before})
 
     async def record_activity(self, activity: Mapping[str, Any]) -> Row:
         """An action refused before it reached a transaction, in the audit trail."""

@@ -241,3 +241,71 @@ CREATE INDEX sse_idempotency_created_idx ON zapjobs.sse_idempotency (created_at)
 -- dead-letter page's status filter (007, which builds it CONCURRENTLY).
 CREATE INDEX sse_dead_letter_status_moved_idx
     ON zapjobs.dead_letter (status, moved_at, id);
+
+-- Insights (009, 010) ------------------------------------------------------------------
+
+-- Hourly rollups of the finished runs for the insights of 7 and 30 days, rebuilt and
+-- recomputed by the server, hour by hour, from zapjobs.runs (009).
+-- A duration's histogram bucket: 0 for under 1 ms, else k for [1.1^(k-1), 1.1^k) ms, so
+-- that the bucket's geometric middle is within 4.9 % of every duration in it.
+CREATE OR REPLACE FUNCTION zapjobs.sse_duration_bucket_v1(ms integer) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN ms < 1 THEN 0 ELSE 1 + floor(ln(ms) / ln(1.1))::integer END
+$$;
+
+-- The rollup rows of [since, until), computed from zapjobs.runs (of one job type, or all
+-- of them when only_job_type is NULL): what the table below holds, hour for hour.
+CREATE OR REPLACE FUNCTION zapjobs.sse_run_hours_v1(
+    since timestamp, until timestamp, only_job_type text
+) RETURNS TABLE (
+    job_type_id varchar, hour timestamp, completed integer, failed integer,
+    cancelled integer, buckets integer[], counts integer[]
+)
+LANGUAGE sql STABLE AS $$
+    WITH finished AS (
+        SELECT r.job_type_id, date_trunc('hour', r.completed_at) AS hour, r.status,
+               CASE WHEN r.status IN (3, 4)
+                    THEN zapjobs.sse_duration_bucket_v1(r.duration_ms) END AS bucket
+        FROM zapjobs.runs AS r
+        WHERE r.completed_at >= since AND r.completed_at < until
+          AND r.status IN (3, 4, 5)
+          AND (only_job_type IS NULL OR r.job_type_id = only_job_type)
+    ), per_bucket AS (
+        SELECT f.job_type_id, f.hour, f.bucket, count(*)::integer AS n
+        FROM finished AS f WHERE f.bucket IS NOT NULL
+        GROUP BY 1, 2, 3
+    ), totals AS (
+        SELECT f.job_type_id, f.hour,
+               count(*) FILTER (WHERE f.status = 3)::integer AS completed,
+               count(*) FILTER (WHERE f.status = 4)::integer AS failed,
+               count(*) FILTER (WHERE f.status = 5)::integer AS cancelled
+        FROM finished AS f
+        GROUP BY 1, 2
+    )
+    SELECT t.job_type_id, t.hour, t.completed, t.failed, t.cancelled,
+           coalesce(array_agg(b.bucket ORDER BY b.bucket) FILTER (WHERE b.bucket IS NOT NULL),
+                    '{}'),
+           coalesce(array_agg(b.n ORDER BY b.bucket) FILTER (WHERE b.bucket IS NOT NULL), '{}')
+    FROM totals AS t
+    LEFT JOIN per_bucket AS b ON b.job_type_id = t.job_type_id AND b.hour = t.hour
+    GROUP BY t.job_type_id, t.hour, t.completed, t.failed, t.cancelled
+$$;
+
+CREATE TABLE zapjobs.sse_run_hours (
+    job_type_id VARCHAR(255) NOT NULL,
+    hour TIMESTAMP NOT NULL,
+    completed INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL,
+    buckets INTEGER[] NOT NULL,
+    counts INTEGER[] NOT NULL,
+    PRIMARY KEY (job_type_id, hour)
+);
+
+CREATE INDEX sse_run_hours_hour_idx ON zapjobs.sse_run_hours (hour);
+
+-- A job type's finished runs by completion time, with what its insights count (010,
+-- which builds it CONCURRENTLY).
+CREATE INDEX sse_runs_job_type_completed_idx
+    ON zapjobs.runs (job_type_id, completed_at) INCLUDE (status, duration_ms, error_type)
+    WHERE completed_at IS NOT NULL;

@@ -22,15 +22,17 @@ from .http.auth.authenticator import authenticate
 from .http.auth.signin import setup_auth
 from .http.errors import answered, json_error
 from .http.health import health, ready
+from .http.insights import INSIGHTS, InsightsCache
 from .http.limits import STREAM_LIMITER, StreamLimiter
 from .http.metrics import METRICS, Metrics, metrics_endpoint
 from .http.pages import error_page, setup_pages
 from .http.security import cors_preflight, setup_security
 from .http.stream import stream_events
-from .keys import BRIDGE, BROKER, DATABASE, LOGS, PUBLIC_PATHS, SETTINGS, STATS
+from .keys import BRIDGE, BROKER, DATABASE, HOURS, LOGS, PUBLIC_PATHS, SETTINGS, STATS
 from .live.bridge import Bridge
 from .live.broker import Broker
 from .live.logs import LogFollowing
+from .live.rollups import RunHours
 from .live.stats import StatsCoalescer
 from .live.workers import WorkerWatch
 
@@ -154,6 +156,8 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     )
     workers = WorkerWatch(broker, settings.worker_stale_after)
     following = app[LOGS] = LogFollowing(broker, database)
+    hours = app[HOURS] = RunHours(database, interval=settings.rollup_interval)
+    app[INSIGHTS] = InsightsCache(database, hours)
     bridge = app[BRIDGE] = Bridge(
         settings.dsn or "",
         database,
@@ -161,6 +165,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         following,
         stats,
         workers,
+        hours,
         check_interval=settings.db_check_interval,
         check_timeout=settings.db_check_timeout,
         max_backoff=settings.reconnect_max_delay,
@@ -176,6 +181,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(bridge.run(), name="bridge"),
         asyncio.create_task(stats.run(), name="stats"),
         asyncio.create_task(workers.run(), name="workers"),
+        asyncio.create_task(hours.run(), name="rollups"),
     ]
     # Accept connections once the feed (LISTEN, or the replication stream) is in place
     # (or, if the database is slow to answer, after a bounded wait: /ready then says not

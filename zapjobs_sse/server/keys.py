@@ -9,6 +9,7 @@ from ..settings import Settings
 from .live.bridge import Bridge
 from .live.broker import Broker
 from .live.logs import LogFollowing
+from .live.rollups import RunHours
 from .live.stats import StatsCoalescer
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "BROKER",
     "CAN_SIGN_OUT",
     "DATABASE",
+    "HOURS",
     "LOGS",
     "PUBLIC_PATHS",
     "SETTINGS",
@@ -28,6 +30,7 @@ BROKER = web.AppKey("broker", Broker)
 BRIDGE = web.AppKey("bridge", Bridge)
 LOGS = web.AppKey("logs", LogFollowing)
 STATS = web.AppKey("stats", StatsCoalescer)
+HOURS = web.AppKey("hours", RunHours)
 # Set on requests that a session cookie signed in: the pages then offer "Sign out".
 CAN_SIGN_OUT = web.RequestKey("can_sign_out", bool)
 # Paths served without authentication (probes; /metrics when --metrics-open).

@@ -105,13 +105,3 @@ LIMIT %(limit)s
 -- The Pending entries a bulk action of the dead-letter page would change (its filter).
 SELECT count(*) AS n FROM zapjobs.dead_letter
 WHERE status = 0 AND (%(job_type)s::text IS NULL OR job_type_id = %(job_type)s::text)
-
--- name: runs_per_minute --
--- Completed and failed runs per minute over the last hour, for the overview chart.
-SELECT date_trunc('minute', completed_at) AS minute,
-       count(*) FILTER (WHERE status = 3) AS completed,
-       count(*) FILTER (WHERE status = 4) AS failed
-FROM zapjobs.runs
-WHERE completed_at >= (now() AT TIME ZONE 'utc') - interval '60 minutes'
-  AND completed_at IS NOT NULL
-GROUP BY 1 ORDER BY 1

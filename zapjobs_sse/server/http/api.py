@@ -20,6 +20,7 @@ from ..live.wire import (
 )
 from . import readmodel
 from .errors import not_found
+from .insights import DEFAULT_JOB_RANGE, INSIGHTS, OVERVIEW_RANGE
 from .params import (
     DEFAULT_PAGE,
     MAX_LOG_PAGE,
@@ -29,6 +30,7 @@ from .params import (
     parse_limit,
     parse_log_after,
     parse_page_key,
+    parse_range,
     parse_run_filter,
     parse_uuid,
 )
@@ -106,8 +108,17 @@ async def get_activity(request: web.Request) -> web.Response:
 
 
 async def get_runs_per_minute(request: web.Request) -> web.Response:
-    minutes = await readmodel.recent_minutes(request.app[DATABASE])
-    return web.json_response({"minutes": minutes})
+    chosen = parse_range(request.query, OVERVIEW_RANGE)
+    chart = await request.app[INSIGHTS].get(None, chosen)
+    return web.json_response(readmodel.chart_wire(chart))
+
+
+async def get_job_insights(request: web.Request) -> web.Response:
+    job_type = request.match_info["id"]
+    chosen = parse_range(request.query, DEFAULT_JOB_RANGE)
+    if not await readmodel.job_type_known(request.app[DATABASE], job_type):
+        not_found(f"id: no job type {job_type[:255]!r} (no definition and no runs)")
+    return web.json_response(await request.app[INSIGHTS].get(job_type, chosen))
 
 
 def setup_api(app: web.Application) -> None:
@@ -128,5 +139,6 @@ def setup_api(app: web.Application) -> None:
     app.router.add_get(f"{base}/jobs", get_jobs, name="api_jobs")
     app.router.add_get(f"{base}/dead-letter", get_dead_letter, name="api_dead_letter")
     app.router.add_get(f"{base}/runs-per-minute", get_runs_per_minute, name="api_runs_per_minute")
+    app.router.add_get(f"{base}/jobs/{{id}}/insights", get_job_insights, name="api_job_insights")
     app.router.add_get(f"{base}/activity", get_activity, name="api_activity")
     app.router.add_get(f"{base}/openapi.json", get_openapi, name="api_openapi")

@@ -18,7 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ...db import DatabaseError
-from ..keys import BRIDGE, BROKER, DATABASE, STATS
+from ..keys import BRIDGE, BROKER, DATABASE, HOURS, STATS
+from .insights import INSIGHTS
 
 __all__ = ["DELAY_BUCKETS", "METRICS", "Metrics", "metrics_endpoint"]
 
@@ -109,6 +110,20 @@ class _AppCollector(Collector):
                 f"{PREFIX}_stats_refresh_duration_seconds",
                 "Duration of the latest stats query.",
                 stats.last_duration,
+            )
+        cache = app.get(INSIGHTS)
+        if cache is not None:
+            yield CounterMetricFamily(
+                f"{PREFIX}_insights_computed",
+                "Insights answers computed (the others came from the cache all viewers share).",
+                value=cache.computed,
+            )
+        hours = app.get(HOURS)
+        if hours is not None:
+            yield CounterMetricFamily(
+                f"{PREFIX}_rollup_hours_written",
+                "Hours of the run rollups recomputed from the runs table.",
+                value=hours.hours_written,
             )
         if self.queue_usage is not None:
             yield GaugeMetricFamily(

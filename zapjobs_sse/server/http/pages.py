@@ -36,7 +36,9 @@ from ..live.wire import (
     timestamp,
 )
 from . import readmodel
-from .errors import not_found
+from .charts import duration_chart, format_ms, outcome_chart
+from .errors import bad_request, not_found
+from .insights import DEFAULT_JOB_RANGE, INSIGHTS, OVERVIEW_RANGE, RANGES
 from .layout import render_page
 from .params import (
     DEFAULT_PAGE,
@@ -48,6 +50,7 @@ from .params import (
     parse_limit,
     parse_log_after,
     parse_page_key,
+    parse_range,
     parse_run_filter,
     parse_run_id_prefix,
     parse_uuid,
@@ -55,14 +58,13 @@ from .params import (
 from .times import format_time, utc_now
 
 __all__ = [
-    "CHART_HEIGHT",
-    "chart_bars",
     "error_heading",
     "error_page",
     "format_count",
     "format_duration",
     "format_elapsed",
     "format_log_time",
+    "format_percent",
     "format_relative",
     "progress_view",
     "row_error",
@@ -75,9 +77,6 @@ log = structlog.get_logger("zapjobs_sse.server.http.pages")
 
 RECENT_RUNS = 15
 MAX_RUNNING = 500  # running runs read for the workers' "Running now" (the API's page limit)
-CHART_HEIGHT = 120
-CHART_BAR = 10
-
 Page = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
 # The overview's stat cards: element id suffix, StatsUpdated field, label.
@@ -126,6 +125,13 @@ def running_for(run: dict[str, Any], now: datetime) -> int | None:
 
 def format_count(value: int | None) -> str:
     return "" if value is None else f"{value:,}".replace(",", "\u202f")
+
+
+def format_percent(rate: float | None) -> str:
+    """A rate (0 to 1) for people: 12.5 %, or a dash when there is nothing to divide."""
+    if rate is None:
+        return "\u2013"
+    return f"{rate * 100:.1f} %"
 
 
 def _wire_time(value: str) -> datetime:
@@ -199,34 +205,6 @@ def running_summary(job_types: list[str]) -> str:
     return f"{len(job_types)} runs: " + ", ".join(parts)
 
 
-def chart_bars(minutes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bar geometry of the runs-per-minute chart (chart.js draws the same)."""
-    top = max([m["completed"] + m["failed"] for m in minutes] + [1])
-    bars = []
-    for index, minute in enumerate(minutes):
-        completed_h = round(minute["completed"] * CHART_HEIGHT / top)
-        failed_h = round(minute["failed"] * CHART_HEIGHT / top)
-        bars.append(
-            {
-                "x": index * CHART_BAR,
-                "completed_y": CHART_HEIGHT - completed_h,
-                "completed_h": completed_h,
-                "failed_y": CHART_HEIGHT - completed_h - failed_h,
-                "failed_h": failed_h,
-                "title": f"{format_time(minute['minute'])[11:16]}: "
-                f"{minute['completed']} completed, {minute['failed']} failed",
-            }
-        )
-    return {
-        "bars": bars,
-        "top": top,
-        "width": len(minutes) * CHART_BAR,
-        "height": CHART_HEIGHT,
-        "completed": sum(m["completed"] for m in minutes),
-        "failed": sum(m["failed"] for m in minutes),
-    }
-
-
 def _error_message(error: web.HTTPException) -> str:
     try:
         return str(json.loads(error.text or "")["error"])
@@ -246,7 +224,7 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
             except DatabaseError as error:
                 return _database_error_page(request, error)
             context.setdefault("page", name)
-            return render_page(template, request, context)
+            return render_page(context.pop("template", template), request, context)
 
         return render
 
@@ -327,20 +305,45 @@ async def _workers_with_runs(app: web.Application) -> list[dict[str, Any]]:
 # -- pages ----------------------------------------------------------------------------
 
 
+def _part(request: web.Request, name: str) -> bool:
+    """Whether the browser asks for one part of the page (`?part=`), to refresh it."""
+    part = one(request.query, "part")
+    if part is not None and part != name:
+        bad_request(f"part: {part[:64]!r} is not {name!r}")
+    return part is not None
+
+
+async def _insights_view(
+    request: web.Request, job_type: str | None, default: str
+) -> dict[str, Any]:
+    """The insights of the range the URL names, with their charts, for a template."""
+    chosen = parse_range(request.query, default)
+    insights = await request.app[INSIGHTS].get(job_type, chosen)
+    return {
+        "insights": insights,
+        "outcomes": outcome_chart(insights),
+        "durations": duration_chart(insights),
+        "range": chosen.name,
+        "range_label": chosen.label,
+        "ranges": [(r.name, r.label) for r in RANGES.values()],
+    }
+
+
 @page("overview.html", "overview")
 async def overview(request: web.Request) -> dict[str, Any]:
+    chart = await _insights_view(request, None, OVERVIEW_RANGE)
+    if _part(request, "chart"):
+        return chart | {"template": "overview_chart.html"}
     database = request.app[DATABASE]
     stats = await readmodel.current_stats(request.app)
     runs, _ = await readmodel.list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
     workers = await _workers_with_runs(request.app)
-    minutes = await readmodel.recent_minutes(database)
-    return {
+    return chart | {
         "title": "Overview",
         "stats": stats,
         "cards": STAT_CARDS,
         "runs": [run_summary_wire(row) for row in runs],
         "workers": workers,
-        "chart": chart_bars(minutes),
         "page_size": RECENT_RUNS,
     }
 
@@ -422,6 +425,27 @@ async def jobs_page(request: web.Request) -> dict[str, Any]:
     return {"title": "Job definitions", "jobs": [job_wire(row) for row in rows]}
 
 
+@page("job.html", "job")
+async def job_page(request: web.Request) -> dict[str, Any]:
+    """One job type: its definition, the insights of a range, its live recent runs."""
+    job_type = request.match_info["id"]
+    view = await _insights_view(request, job_type, DEFAULT_JOB_RANGE)
+    if _part(request, "insights"):
+        return view | {"template": "job_insights.html"}
+    database = request.app[DATABASE]
+    definition = await database.definition(job_type)
+    if definition is None and not await database.job_type_has_runs(job_type):
+        not_found(f"No job type {job_type[:255]!r}: it has no definition and no runs.")
+    runs, _ = await readmodel.list_run_rows(database, RunFilter(None, job_type, None, RECENT_RUNS))
+    return view | {
+        "title": definition["display_name"] if definition else job_type,
+        "job_type": job_type,
+        "job": job_wire(definition) if definition else None,
+        "runs": [run_summary_wire(row) for row in runs],
+        "page_size": RECENT_RUNS,
+    }
+
+
 @page("workers.html", "workers")
 async def workers_page(request: web.Request) -> dict[str, Any]:
     return {"title": "Workers", "workers": await _workers_with_runs(request.app)}
@@ -490,6 +514,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "duration": format_duration,
     "elapsed": format_elapsed,
     "count": format_count,
+    "ms": format_ms,
+    "percent": format_percent,
     "lower": _lower,
 }
 
@@ -512,6 +538,7 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get(f"{base}/runs/go", go_to_run, name="page_go_to_run")
     app.router.add_get(f"{base}/runs/{{id}}", run_page, name="page_run")
     app.router.add_get(f"{base}/jobs", jobs_page, name="page_jobs")
+    app.router.add_get(f"{base}/jobs/{{id}}", job_page, name="page_job")
     app.router.add_get(f"{base}/workers", workers_page, name="page_workers")
     app.router.add_get(f"{base}/dead-letter", dead_letter_page, name="page_dead_letter")
     app.router.add_get(f"{base}/activity", activity_page, name="page_activity")

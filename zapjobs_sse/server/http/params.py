@@ -17,6 +17,7 @@ from ...db.cursors import CursorError, LogCursor
 from ..live.broker import TOPICS, StreamFilter
 from ..live.wire import DEAD_LETTER_STATUSES, RUN_STATUSES, enum_value
 from .errors import bad_request
+from .insights import RANGES, InsightRange
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -37,6 +38,7 @@ __all__ = [
     "parse_limit",
     "parse_log_after",
     "parse_page_key",
+    "parse_range",
     "parse_run_filter",
     "parse_run_id_prefix",
     "parse_uuid",
@@ -257,3 +259,12 @@ async def form_fields(request: web.Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError) as error:
         bad_request(f"body: not a form ({error.__class__.__name__})")
     return {key: value for key, value in posted.items() if isinstance(value, str)}
+
+
+def parse_range(query: MultiMapping[str], default: str) -> InsightRange:
+    """The `range` of an insights view or chart: 1h, 24h, 7d or 30d; 400 otherwise."""
+    name = one(query, "range") or default
+    chosen = RANGES.get(name)
+    if chosen is None:
+        bad_request(f"range: {name[:64]!r} is not one of {', '.join(RANGES)}")
+    return chosen

@@ -1,10 +1,10 @@
 """What the JSON API and the pages both read: pages of runs and dead letter, stats,
-workers and the runs-per-minute chart, in the wire shapes of the stream."""
+workers and the overview chart, in the wire shapes of the stream."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -12,19 +12,18 @@ from aiohttp import web
 from ...db import Database, Row
 from ...db.cursors import LogCursor
 from ..keys import BRIDGE, DATABASE, SETTINGS, STATS
-from ..live.wire import stats_wire, timestamp, worker_state, worker_wire
+from ..live.wire import stats_wire, worker_state, worker_wire
 from .params import DeadLetterFilter, RunFilter
-from .times import utc_now
 
 __all__ = [
-    "chart_minutes",
+    "chart_wire",
     "current_stats",
     "current_workers",
+    "job_type_known",
     "list_activity_rows",
     "list_dead_letter_rows",
     "list_run_rows",
     "page_cursor",
-    "recent_minutes",
 ]
 
 
@@ -85,24 +84,23 @@ async def current_workers(app: web.Application) -> list[dict[str, Any]]:
     return [worker_wire(row, worker_state(row, stale_after)) for row in rows]
 
 
-async def recent_minutes(database: Database) -> list[dict[str, Any]]:
-    """The runs-per-minute chart: completed and failed runs of the last sixty minutes."""
-    return chart_minutes(await database.runs_per_minute(), utc_now())
+async def job_type_known(database: Database, job_type: str) -> bool:
+    """A job type has a page when it has a definition or at least one run."""
+    return await database.definition(job_type) is not None or await database.job_type_has_runs(
+        job_type
+    )
 
 
-def chart_minutes(rows: list[Row], now: datetime) -> list[dict[str, Any]]:
-    """Sixty one-minute buckets ending with the current minute, zeros included."""
-    current = now.replace(second=0, microsecond=0)
-    counts: Mapping[datetime, Row] = {row["minute"]: row for row in rows}
-    out = []
-    for back in range(59, -1, -1):
-        minute = current - timedelta(minutes=back)
-        row = counts.get(minute)
-        out.append(
-            {
-                "minute": timestamp(minute),
-                "completed": int(row["completed"]) if row else 0,
-                "failed": int(row["failed"]) if row else 0,
-            }
-        )
-    return out
+def chart_wire(insights: Mapping[str, Any]) -> dict[str, Any]:
+    """The overview chart (`/api/runs-per-minute`): the buckets of the insights of all
+    job types, without their durations."""
+    return {
+        "range": insights["range"],
+        "from": insights["from"],
+        "to": insights["to"],
+        "bucketSeconds": insights["bucketSeconds"],
+        "buckets": [
+            {key: bucket[key] for key in ("start", "completed", "failed", "cancelled")}
+            for bucket in insights["buckets"]
+        ],
+    }

@@ -5,14 +5,11 @@ The wire form (ISO-8601 with a trailing Z) is live.wire.timestamp.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+
+from ..live.wire import utc_now
 
 __all__ = ["format_time", "utc_now"]
-
-
-def utc_now() -> datetime:
-    """Now, as the naive UTC timestamps of the tables."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def format_time(value: str | datetime | None) -> str:

@@ -23,6 +23,7 @@ from .changes import ChangeSet
 from .feeds import Feed, open_feed
 from .frames import dumps
 from .logs import LogFollowing
+from .rollups import RunHours
 from .stats import StatsCoalescer
 from .wire import run_summary_wire, run_wire
 from .workers import WorkerWatch
@@ -43,6 +44,7 @@ class Bridge:
         following: LogFollowing,
         stats: StatsCoalescer,
         workers: WorkerWatch,
+        hours: RunHours,
         *,
         check_interval: float = 5.0,
         check_timeout: float = 5.0,
@@ -58,6 +60,7 @@ class Bridge:
         self._following = following
         self._stats = stats
         self._workers = workers
+        self._hours = hours
         self._check_interval = check_interval
         self._check_timeout = check_timeout
         self._max_backoff = max_backoff
@@ -113,6 +116,7 @@ class Bridge:
                 self._feed = None
             self.reconnects += 1
             self._following.lost()
+            self._hours.lost()
             await asyncio.sleep(self._backoff(1))
 
     def _backoff(self, attempt: int) -> float:
@@ -195,10 +199,12 @@ class Bridge:
             # What these notifications named was not read: streams must reload it.
             log.error("bridge_read_failed", error=str(error))
             self._broker.resync_all("read_failed")
+            self._hours.lost()
         except (KeyError, TypeError, ValueError) as error:
             # A row a change carried lacks what its event needs (e.g. a renamed column).
             log.error("bridge_row_unreadable", error=repr(error))
             self._broker.resync_all("read_failed")
+            self._hours.lost()
         if changes.workers_gone:
             self._workers.gone(changes.workers_gone)
         if changes.stats:
@@ -211,6 +217,7 @@ class Bridge:
     def _publish_runs(self, rows: list[Row]) -> None:
         # Published whether or not anybody listens right now: the replay ring must hold
         # every change, or a client reconnecting with Last-Event-ID would miss some.
+        self._hours.note(rows)
         broker = self._broker
         for row in rows:
             broker.publish("JobRunUpdated", dumps(run_summary_wire(row)), (TOPIC, "runs"))

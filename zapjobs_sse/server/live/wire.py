@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ...db.cursors import LogCursor
@@ -27,6 +27,7 @@ __all__ = [
     "run_wire",
     "stats_wire",
     "timestamp",
+    "utc_now",
     "worker_wire",
 ]
 
@@ -61,6 +62,11 @@ def enum_value(names: tuple[str, ...], text: str) -> int | None:
     if lowered.isdigit() and len(lowered) < 10:
         return int(lowered)
     return None
+
+
+def utc_now() -> datetime:
+    """Now, as the naive UTC timestamps of the tables."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def timestamp(value: datetime | None) -> str | None:
