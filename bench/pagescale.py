@@ -1,12 +1,24 @@
 """Scenario 9: the job insights, chart, queues and search pages over a long, busy history.
 
-The history is statscale's generator with a profile of its own (HISTORY): 66,667 runs a
+The history is statscale's generator with a profile of its own (HISTORY): 66,666 runs a
 day (2,000,000 are 30 days) of ten job types with skewed shares, log-normal durations
 and a handful of errors per type, inputs of 170-460 bytes, several queues with a few
-hundred pending and running runs, 10 log lines per started run. The server runs in its
-own process (bench.hubs, as deployed); once it is ready and quiet (startup work such as
-rebuilding rollups done), every endpoint is timed warm, one request after the other on
-one keep-alive loopback connection, at a small and at a large history.
+hundred pending and running runs, 10 log lines per started run.
+
+Both histories, the small and the large, are loaded, each with its own server process
+(bench.hubs, as deployed); once a server is ready and quiet (its startup work, such as
+rebuilding the hourly rollups, done), every endpoint is timed on both in turns, so that
+the machine's other work falls on both alike, one request after the other on one
+keep-alive loopback connection per server:
+
+- served: the same request again and again. The insights and the chart come from the
+  cache every viewer shares (what a viewer gets while no run of the type finishes).
+- computed: the insights and the chart right after a run of the job type finished, so
+  that the cache computes the answer afresh (what the first viewer after a change
+  waits; for a busy type, about once a second). The server's own count of computed
+  answers (/metrics) says how many of these were really computed.
+
+The bounds apply to the computed figure where there is one, else to the served one.
 """
 
 from __future__ import annotations
@@ -223,6 +235,7 @@ class Figure:
     page: bool = False  # an HTML page, not JSON
     check: Check | None = None
     refused: str | None = None  # a path that must answer 4xx (the parameter is really read)
+    computed: bool = False  # also timed right after a run of its job type finished
 
     @property
     def label(self) -> str:
@@ -236,13 +249,24 @@ class Timing:
     samples: int
     note: str = ""  # "estimated" when the answer said its figures are estimates
 
+    @classmethod
+    def of(cls, samples: list[float], note: str = "") -> Timing:
+        return cls(statistics.median(samples), percentile(samples, 0.95), len(samples), note)
+
     def cell(self) -> str:
         note = f", {self.note}" if self.note else ""
         return f"{self.median_ms:.1f} ms (p95 {self.p95_ms:.1f}){note}"
 
 
-# What was measured of one figure on one history: its timing, or what was wrong.
-Outcome = Timing | ContractError
+# What was measured of one figure on one history: its timing, what was wrong, or nothing.
+Outcome = Timing | ContractError | None
+
+
+@dataclass(frozen=True)
+class Rounds:
+    warmups: int
+    samples: int  # timed requests of a served figure, and turns of the computed ones
+    budget: float  # seconds for one served figure, and for all the computed turns / 4
 
 
 def _keys(*names: str) -> Check:
@@ -310,9 +334,65 @@ def _nothing_found(body: Any) -> str | None:
     return f"{found} runs found" if found else _keys("runs")(body)
 
 
+class Client:
+    """One keep-alive loopback connection to one server."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, path: str) -> tuple[int, bytes, float]:
+        """Status, body and the seconds from sending the request to the body's last byte."""
+        started = time.perf_counter()
+        try:
+            self._connection.request("GET", path)
+            response = self._connection.getresponse()
+            body = response.read()
+        except (http.client.HTTPException, OSError):
+            self.reconnect()  # a failed answer may be left unread: a fresh connection
+            raise
+        return response.status, body, time.perf_counter() - started
+
+    def ok(self, path: str) -> tuple[bytes, float]:
+        """The body of a 200 answer and its time; any other status is a ContractError."""
+        status, body, seconds = self.get(path)
+        if status != 200:
+            reason = ""
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                reason = f" ({str(json.loads(body)['error'])[:120]})"
+            raise ContractError(f"GET {path} answered {status}{reason}")
+        return body, seconds
+
+    def computed(self) -> int | None:
+        """The server's count of insights answers computed (None if it has none)."""
+        body, _ = self.ok(f"{BASE}/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith("zapjobs_sse_insights_computed_total"):
+                return int(float(line.rsplit(" ", 1)[1]))
+        return None
+
+    def reconnect(self) -> None:
+        self._connection.close()
+        self._connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=120)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+FINISH_SQL = (
+    "INSERT INTO zapjobs.runs (id, job_type_id, status, queue, created_at, started_at,"
+    " completed_at, duration_ms)"
+    " SELECT gen_random_uuid(), job, 3, queue, now() AT TIME ZONE 'utc' - interval '2 s',"
+    " now() AT TIME ZONE 'utc' - interval '1 s', now() AT TIME ZONE 'utc', 1000"
+    " FROM unnest(%s::text[], %s::text[]) AS finished(job, queue)"
+)
+# An answer is reused for at least a second (insights.MIN_AGE): the next turn waits longer.
+TURN_PAUSE = 1.2
+
+
 @dataclass
 class History:
-    """One generated history, what the checks need to know of it, and its server's port."""
+    """One generated history, what the checks need to know of it, and its server."""
 
     runs: int
     dsn: str
@@ -346,6 +426,17 @@ class History:
             flush=True,
         )
 
+    def finish_runs(self) -> None:
+        """A run of the busy and of the rare job type finishes now (through the triggers)."""
+        connection = connect(self.dsn, "zapjobs_bench_executor")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    FINISH_SQL, ([BUSY.job_type_id, RARE.job_type_id], [BUSY.queue, RARE.queue])
+                )
+        finally:
+            connection.close()
+
     def figures(self) -> list[Figure]:
         """What is timed, in order (the same figures, with this history's checks)."""
         api = f"{BASE}/api"
@@ -358,6 +449,7 @@ class History:
                 span in BOUNDED_RANGES and job is BUSY,
                 check=_insights(job is not IDLE),
                 refused=f"{api}/jobs/{job.job_type_id}/insights?range=1y" if span == "1h" else None,
+                computed=job is not IDLE,  # a run finishing would give it runs
             )
             for job, label, spans in (
                 (BUSY, "the busiest type", RANGES),
@@ -374,6 +466,7 @@ class History:
                 DATA_LIMIT_MS if span in BOUNDED_RANGES else None,
                 span in BOUNDED_RANGES,
                 refused=f"{api}/runs-per-minute?range=1y" if span == "1h" else None,
+                computed=True,
             )
             for span in RANGES
         ]
@@ -413,35 +506,6 @@ class History:
         return figures
 
 
-class Client:
-    """One keep-alive loopback connection to one server."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-    def get(self, path: str) -> tuple[int, bytes, float]:
-        """Status, body and the seconds from sending the request to the body's last byte."""
-        started = time.perf_counter()
-        self._connection.request("GET", path)
-        response = self._connection.getresponse()
-        body = response.read()
-        return response.status, body, time.perf_counter() - started
-
-    def ok(self, path: str) -> tuple[bytes, float]:
-        """The body of a 200 answer and its time; any other status is a ContractError."""
-        status, body, seconds = self.get(path)
-        if status != 200:
-            reason = ""
-            with contextlib.suppress(ValueError, AttributeError):
-                reason = f" ({str(json.loads(body)['error'])[:120]})"
-            raise ContractError(f"GET {path} answered {status}{reason}")
-        return body, seconds
-
-    def close(self) -> None:
-        self._connection.close()
-
-
 def _verify(client: Client, figure: Figure) -> str:
     """Raises ContractError unless the answer is what the contract says; returns "estimated"
     when the answer says its figures are estimates."""
@@ -464,19 +528,9 @@ def _verify(client: Client, figure: Figure) -> str:
     return "estimated" if isinstance(parsed, dict) and parsed.get("estimated") is True else ""
 
 
-@dataclass(frozen=True)
-class Rounds:
-    warmups: int
-    samples: int
-    budget: float  # seconds for one figure's timed turns
-
-
-def _time(
-    clients: list[Client], figures: list[Figure], notes: list[str], rounds: Rounds
-) -> list[Timing]:
-    """The same figure on each history, in turns (so that the machine's other work falls on
-    every history alike): warm-ups, then up to `rounds.samples` timed turns (fewer past
-    `rounds.budget` seconds, never fewer than 5)."""
+def _served(clients: list[Client], figures: list[Figure], rounds: Rounds) -> list[list[float]]:
+    """The same request on each history in turns: warm-ups, then up to `rounds.samples`
+    timed turns (fewer past `rounds.budget` seconds, never fewer than 5); ms per history."""
     for _ in range(rounds.warmups):
         for client, figure in zip(clients, figures, strict=True):
             client.ok(figure.path)
@@ -487,44 +541,93 @@ def _time(
         for client, figure, measured in zip(clients, figures, times, strict=True):
             measured.append(client.ok(figure.path)[1] * 1000)
         turns += 1
-    return [
-        Timing(statistics.median(measured), percentile(measured, 0.95), len(measured), note)
-        for measured, note in zip(times, notes, strict=True)
-    ]
+    return times
 
 
-def _measure(histories: list[History], rounds: Rounds) -> list[list[Outcome]]:
-    """Each figure's outcome on each history (figures in order, histories in order)."""
+@dataclass
+class Computed:
+    """The computed figures' times (by figure index, then history) and how many of those
+    answers the servers counted as computed."""
+
+    times: dict[int, list[list[float]]]
+    asked: int = 0
+    counted: int | None = 0  # None: a server does not count them
+
+
+def _computed(
+    histories: list[History], clients: list[Client], figures: list[int], rounds: Rounds
+) -> Computed:
+    """Turns of: a run of each job type finishes on every history; after TURN_PAUSE, each
+    figure on each history once (each answer computed afresh)."""
+    paths = [history.figures() for history in histories]
+    computed = Computed({index: [[] for _ in histories] for index in figures})
+    stop_at = time.monotonic() + 4 * rounds.budget
+    turn = 0
+    while figures and turn < rounds.samples and (turn < 3 or time.monotonic() < stop_at):
+        for history in histories:
+            history.finish_runs()
+        time.sleep(TURN_PAUSE)
+        before = [client.computed() for client in clients]
+        for index in figures:
+            for client, history_paths, measured in zip(
+                clients, paths, computed.times[index], strict=True
+            ):
+                measured.append(client.ok(history_paths[index].path)[1] * 1000)
+        after = [client.computed() for client in clients]
+        computed.asked += len(figures) * len(clients)
+        counts = [*before, *after]
+        if computed.counted is not None and all(count is not None for count in counts):
+            computed.counted += sum((a or 0) - (b or 0) for a, b in zip(after, before, strict=True))
+        else:
+            computed.counted = None
+        turn += 1
+    return computed
+
+
+def _measure(
+    histories: list[History], rounds: Rounds
+) -> tuple[list[list[Outcome]], list[list[Outcome]], Computed]:
+    """Each figure's served and computed outcome on each history, and the computed count."""
     clients = [Client(history.port) for history in histories]
-    outcomes: list[list[Outcome]] = []
+    served: list[list[Outcome]] = []
     try:
         for figures in zip(*(history.figures() for history in histories), strict=True):
             checked: list[str | ContractError] = []
-            for index, (client, figure) in enumerate(zip(clients, figures, strict=True)):
+            for client, figure in zip(clients, figures, strict=True):
                 try:
                     checked.append(_verify(client, figure))
                 except ContractError as error:
                     checked.append(error)
-                    client.close()  # a failed answer may be left unread: a new connection
-                    clients[index] = Client(histories[index].port)
             good = [index for index, note in enumerate(checked) if isinstance(note, str)]
-            timed = _time(
-                [clients[index] for index in good],
-                [figures[index] for index in good],
-                [str(checked[index]) for index in good],
-                rounds,
+            times = _served(
+                [clients[index] for index in good], [figures[index] for index in good], rounds
             )
-            found = dict(zip(good, timed, strict=True))
-            outcomes.append(
+            timed = dict(zip(good, times, strict=True))
+            served.append(
                 [
-                    found[index] if index in found else ContractError(str(checked[index]))
+                    Timing.of(timed[index], str(checked[index]))
+                    if index in timed
+                    else ContractError(str(checked[index]))
                     for index in range(len(histories))
                 ]
             )
+        first = histories[0].figures()
+        wanted = [
+            index
+            for index, row in enumerate(served)
+            if first[index].computed and all(isinstance(outcome, Timing) for outcome in row)
+        ]
+        computed = _computed(histories, clients, wanted, rounds)
     finally:
         for client in clients:
             client.close()
-    return outcomes
+    fresh: list[list[Outcome]] = [
+        [Timing.of(times) for times in computed.times[index]]
+        if index in computed.times
+        else [None] * len(histories)
+        for index in range(len(served))
+    ]
+    return served, fresh, computed
 
 
 def _settle(server: RunningServer, dsn: str, timeout: float) -> None:
@@ -563,12 +666,20 @@ def _settle(server: RunningServer, dsn: str, timeout: float) -> None:
 
 
 def _cell(outcome: Outcome) -> str:
+    if outcome is None:
+        return "-"
     return outcome.cell() if isinstance(outcome, Timing) else "FAILED"
+
+
+def _ratio(small: Outcome, large: Outcome) -> float | None:
+    if isinstance(small, Timing) and isinstance(large, Timing):
+        return large.median_ms / small.median_ms
+    return None
 
 
 def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
     sizes = (10_000, 100_000) if quick else (10_000, 2_000_000)
-    rounds = Rounds(3, 15, 5.0) if quick else Rounds(5, 25, 30.0)
+    rounds = Rounds(2, 6, 2.0) if quick else Rounds(5, 25, 30.0)
     small_runs, large_runs = sizes
     result = ScenarioResult(
         9,
@@ -576,8 +687,10 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         [
             "what",
             "range",
-            f"{small_runs:,} runs: median",
-            f"{large_runs:,} runs: median",
+            f"served, {small_runs:,} runs",
+            f"served, {large_runs:,} runs",
+            f"computed, {small_runs:,} runs",
+            f"computed, {large_runs:,} runs",
             "large / small",
             "bound",
         ],
@@ -595,60 +708,53 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
             _settle(server, history.dsn, timeout=120 if quick else 1800)
             history.startup_seconds = time.monotonic() - began
             history.port = server.port
-        outcomes = _measure(histories, rounds)
+        served, fresh, computed = _measure(histories, rounds)
     figures = histories[0].figures()
     # Once each: a missing endpoint fails alike on both histories.
     failures = list(
         dict.fromkeys(
-            str(outcome)
-            for row in outcomes
-            for outcome in row
-            if isinstance(outcome, ContractError)
+            str(outcome) for row in served for outcome in row if isinstance(outcome, ContractError)
         )
     )
-    for figure, (small, large) in zip(figures, outcomes, strict=True):
-        ratio = (
-            large.median_ms / small.median_ms
-            if isinstance(small, Timing) and isinstance(large, Timing)
-            else None
-        )
+    for figure, (small, large), (small_fresh, large_fresh) in zip(
+        figures, served, fresh, strict=True
+    ):
+        # The bounds hold for what a viewer waits at worst: the computed answer if cached.
+        bounded = (small_fresh, large_fresh) if figure.computed else (small, large)
+        ratio = _ratio(*bounded)
         bounds = [f"<= {figure.limit_ms:.0f} ms"] if figure.limit_ms is not None else []
         bounds += [f"<= {RATIO_LIMIT:g}x"] if figure.ratio else []
         ratio_cell = "-" if ratio is None else f"{ratio:.2f}x"
+        cells = [_cell(outcome) for outcome in (small, large, small_fresh, large_fresh)]
         result.rows.append(
-            [
-                figure.name,
-                figure.range,
-                _cell(small),
-                _cell(large),
-                ratio_cell,
-                ", ".join(bounds) or "- (reported)",
-            ]
+            [figure.name, figure.range, *cells, ratio_cell, ", ".join(bounds) or "- (reported)"]
         )
         print(
-            f"bench:   {figure.label}: {_cell(small)} at {small_runs:,} runs,"
-            f" {_cell(large)} at {large_runs:,}, {ratio_cell}",
+            f"bench:   {figure.label}: served {cells[0]} / {cells[1]},"
+            f" computed {cells[2]} / {cells[3]}, {ratio_cell}",
             flush=True,
         )
-        if isinstance(large, Timing) and figure.limit_ms is not None:
+        before, after = bounded
+        kind = "computed" if figure.computed else "served"
+        if isinstance(after, Timing) and figure.limit_ms is not None:
             result.targets.append(
                 Target(
-                    f"{figure.label} at {large_runs:,} runs <= {figure.limit_ms:.0f} ms",
-                    f"{large.median_ms:.1f} ms (p95 {large.p95_ms:.1f})",
-                    large.median_ms <= figure.limit_ms,
+                    f"{figure.label} at {large_runs:,} runs <= {figure.limit_ms:.0f} ms ({kind})",
+                    f"{after.median_ms:.1f} ms (p95 {after.p95_ms:.1f})",
+                    after.median_ms <= figure.limit_ms,
                 )
             )
-        if isinstance(small, Timing) and isinstance(large, Timing) and figure.ratio:
-            growth = large.median_ms / small.median_ms
+        if isinstance(before, Timing) and isinstance(after, Timing) and figure.ratio:
+            growth = after.median_ms / before.median_ms
             result.targets.append(
                 Target.of_ratio(
                     f"{figure.label} at {large_runs:,} runs <= {RATIO_LIMIT:g}x its time at"
-                    f" {small_runs:,}",
-                    f"{large.median_ms:.1f} vs {small.median_ms:.1f} ms = {growth:.2f}x",
+                    f" {small_runs:,} ({kind})",
+                    f"{after.median_ms:.1f} vs {before.median_ms:.1f} ms = {growth:.2f}x",
                     Ratio(growth, RATIO_LIMIT, at_least=False),
                 )
             )
-    answered = sum(all(isinstance(outcome, Timing) for outcome in row) for row in outcomes)
+    answered = sum(all(isinstance(outcome, Timing) for outcome in row) for row in served)
     result.targets.insert(
         0,
         Target(
@@ -667,13 +773,25 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         f" {history.startup_seconds:.1f} s after it was started."
         for history in histories
     ]
+    counted = (
+        "the servers do not count them"
+        if computed.counted is None
+        else f"the servers counted {computed.counted} computed answers for {computed.asked}"
+        " requests"
+    )
     result.notes += [
         "Each cell: the median (and p95) of the time from sending the request to reading the"
-        f" last byte of the answer, after {rounds.warmups} warm-ups, over up to"
-        f" {rounds.samples} requests one after the other on one keep-alive loopback"
-        " connection per server, the two histories' servers in turns. Each server runs in its"
-        " own process (as deployed); timing starts once /ready answers 200 and neither the"
-        " server nor the database has worked for a second (startup work done).",
+        " last byte of the answer, one request after the other on one keep-alive loopback"
+        " connection per server, the two histories' servers in turns. Each server runs in"
+        " its own process (as deployed); timing starts once /ready answers 200 and neither"
+        " the server nor the database has worked for a second (startup work done).",
+        f"Served: the same request {rounds.samples} times (fewer past {rounds.budget:g} s)"
+        f" after {rounds.warmups} warm-ups; the insights and the chart then come from the"
+        " cache all viewers share. Computed: the insights and the chart right after a run"
+        f" of the busy and of the rare type finished (an INSERT through the triggers, then"
+        f" {TURN_PAUSE:g} s), so that the cache computes each answer afresh, in up to"
+        f" {rounds.samples} such turns ({counted}). The type with no runs is not computed"
+        " (a run finishing would give it one).",
         f"The history: {RUNS_PER_DAY:,} runs a day whatever the size (a larger history is a"
         f" longer one: {small_runs:,} runs are the last {small_runs / RUNS_PER_DAY * 24:.1f} h,"
         f" {large_runs:,} the last {large_runs / RUNS_PER_DAY:.1f} days); {len(JOB_TYPES)} job"
@@ -682,12 +800,12 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         f" with one of {len(ERRORS)} errors (4 per type), up to 5% cancelled, log-normal"
         f" durations per type; inputs of 170-460 bytes; {len(QUEUES)} queues; the newest"
         f" {LIVE_RUNS} runs pending or running; {LOGS_PER_RUN} log lines per started run.",
-        f"Bounds (issue 15): data for ranges up to 24 h, the queues and the chart <="
-        f" {DATA_LIMIT_MS:.0f} ms and <= {RATIO_LIMIT:g}x their time at the small history;"
-        f" search <= {SEARCH_LIMIT_MS:.0f} ms (among the newest runs of the server's search"
-        " window). 7d and 30d ranges, the rare and empty types and the HTML pages are"
-        " reported, with no bound. An answer other than a 200 with the contract's shape"
-        " fails the scenario.",
+        f"Bounds (issue 15), on the computed figure where there is one: data for ranges up to"
+        f" 24 h, the queues and the chart <= {DATA_LIMIT_MS:.0f} ms and <= {RATIO_LIMIT:g}x"
+        f" their time at the small history; search <= {SEARCH_LIMIT_MS:.0f} ms (among the"
+        " newest runs of the server's search window). 7d and 30d ranges, the rare and empty"
+        " types and the HTML pages are reported, with no bound. An answer other than a 200"
+        " with the contract's shape fails the scenario.",
     ]
     if quick:
         result.notes.append(
