@@ -933,7 +933,7 @@ async def test_screenshots_of_the_live_pages(
             )
             assert "4/7" in texts and "0%" not in texts
             assert await page.locator("#runs-body .attempt.retried").count() >= 1
-            assert await page.locator("#runs-chart rect.bar-completed[height]").count() == 60
+            assert await page.locator("#runs-chart > g").count() in (60, 61)  # an hour of minutes
             assert await page_width(page) <= width
             overview = tmp_path / f"screenshot-overview{suffix}.png"
             await page.screenshot(path=str(overview), full_page=full_page)

@@ -8,6 +8,7 @@ import { body } from "./dom.js";
 import { setupKeyboard } from "./keyboard.js";
 import { activityPage } from "./page-activity.js";
 import { deadLetterPage } from "./page-dead-letter.js";
+import { jobPage } from "./page-job.js";
 import { jobsPage } from "./page-jobs.js";
 import { overviewPage } from "./page-overview.js";
 import { runPage } from "./page-run.js";
@@ -21,6 +22,7 @@ const PAGES = {
   runs: runsPage,
   run: runPage,
   jobs: jobsPage,
+  job: jobPage,
   workers: workersPage,
   "dead-letter": deadLetterPage,
   activity: activityPage,

@@ -1,11 +1,12 @@
 // The overview: stat cards, the chart, recent runs and workers.
 
-import { api } from "./api.js";
-import { drawChart } from "./chart.js";
+import { api, refreshPart } from "./api.js";
 import { body, debounce } from "./dom.js";
 import { formatCount } from "./format.js";
 import { replaceRuns, upsertRun } from "./run-rows.js";
 import { readRendered, replaceRunning, replaceWorkers, trackRun, upsertWorker } from "./worker-rows.js";
+
+const FINISHED = new Set(["Completed", "Failed", "Cancelled"]);
 
 export function showStats(stats) {
   const estimated = stats.estimated || [];
@@ -23,9 +24,11 @@ export function showStats(stats) {
 
 export function overviewPage() {
   const limit = Number(body.getAttribute("data-page-size")) || 15;
-  const refreshChart = () => api("runs-per-minute").then((data) => drawChart(data.minutes));
-  const chartSoon = debounce(() => refreshChart().catch(() => {}), 1000);
-  setInterval(chartSoon, 60000); // the window moves even when nothing happens
+  // The server draws the chart: fetch it again when runs finish (its answer is shared by
+  // every viewer), and every minute, since the range moves even when nothing happens.
+  const refreshChart = () => refreshPart("overview-chart", "chart");
+  const chartSoon = debounce(() => refreshChart().catch(() => {}), 2000);
+  setInterval(chartSoon, 60000);
   readRendered();
   return {
     params: () => [],
@@ -34,7 +37,7 @@ export function overviewPage() {
       JobRunUpdated(run) {
         upsertRun(run, { limit });
         trackRun(run);
-        if (run.status === "Completed" || run.status === "Failed") chartSoon();
+        if (FINISHED.has(run.status)) chartSoon();
       },
       WorkerUpdated: upsertWorker,
     },

@@ -36,7 +36,9 @@ function fillRunRow(row, run) {
   const error = row.querySelector(".error");
   error.textContent = rowError(run);
   error.title = rowError(run);
-  row.querySelector(".job-type").textContent = run.jobTypeId;
+  const jobType = row.querySelector(".job-type a");
+  jobType.textContent = run.jobTypeId;
+  jobType.href = base + "/jobs/" + encodeURIComponent(run.jobTypeId);
   const actions = row.querySelector("td.actions");
   if (actions) applyWhen(actions, run.status);
 }
@@ -70,11 +72,13 @@ function newRunRow(run) {
   statusCell.appendChild(el("span", "status"));
   const progressCell = el("td", "progress-cell");
   progressCell.append(el("progress", "progress"), " ", el("span", "progress-text"));
+  const jobTypeCell = el("td", "job-type");
+  jobTypeCell.appendChild(el("a"));
   const created = el("td", "created");
   created.appendChild(timeElement(run.createdAt));
   row.append(
     idCell,
-    el("td", "job-type"),
+    jobTypeCell,
     statusCell,
     el("td", "attempt"),
     progressCell,
