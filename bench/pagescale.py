@@ -386,6 +386,9 @@ FINISH_SQL = (
     " now() AT TIME ZONE 'utc' - interval '1 s', now() AT TIME ZONE 'utc', 1000"
     " FROM unnest(%s::text[], %s::text[]) AS finished(job, queue)"
 )
+# The two histories (runs) and how much each figure is timed, in quick and in full mode.
+QUICK = ((10_000, 100_000), Rounds(2, 6, 2.0))
+FULL = ((10_000, 2_000_000), Rounds(5, 25, 30.0))
 # An answer is reused for at least a second (insights.MIN_AGE): the next turn waits longer.
 TURN_PAUSE = 1.2
 
@@ -678,8 +681,7 @@ def _ratio(small: Outcome, large: Outcome) -> float | None:
 
 
 def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
-    sizes = (10_000, 100_000) if quick else (10_000, 2_000_000)
-    rounds = Rounds(2, 6, 2.0) if quick else Rounds(5, 25, 30.0)
+    sizes, rounds = QUICK if quick else FULL
     small_runs, large_runs = sizes
     result = ScenarioResult(
         9,
