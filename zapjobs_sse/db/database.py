@@ -468,6 +468,15 @@ class Database:
             await transaction.fetch("lock_run_hours", {})
             await transaction.fetch("recompute_run_hours", {"hours": list(hours)})
 
+    async def rewrite_run_hours(
+        self, since: datetime, until: datetime, timeout: float = 300.0
+    ) -> None:
+        """Rewrite the rollup rows of every hour in [since, until) in one pass."""
+        async with self.transaction(timeout) as transaction:
+            await transaction.fetch("lock_run_hours", {})
+            await transaction.fetch("rollup_work_mem", {})
+            await transaction.fetch("rewrite_run_hours", {"since": since, "until": until})
+
     async def forget_run_hours(self, before: datetime) -> None:
         await self.fetch("forget_run_hours", {"before": before})
 

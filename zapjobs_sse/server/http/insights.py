@@ -205,7 +205,10 @@ async def insights(
 ) -> dict[str, Any]:
     """The insights answer of the API (for job_type None: of all job types, no errors)."""
     since, until = chosen.bounds(now or utc_now())
-    if chosen.exact:
+    # All job types over more than an hour (the overview): the rollups, whose counts are
+    # exact too; its durations are not shown.
+    exact = chosen.exact and (job_type is not None or chosen.span <= HOUR)
+    if exact:
         total, per_bucket = await _exact(database, job_type, since, until, chosen.width)
     else:
         total, per_bucket = await _estimated(database, hours, job_type, since, until, chosen.width)
@@ -232,7 +235,7 @@ async def insights(
         "range": chosen.name,
         "from": timestamp(since),
         "to": timestamp(until),
-        "estimated": not chosen.exact,
+        "estimated": not exact,
         "completed": total["completed"],
         "failed": total["failed"],
         "cancelled": total["cancelled"],
