@@ -443,11 +443,11 @@ class Database:
         width: int,
     ) -> list[Row]:
         """Counts and duration histograms per bucket: the rollups of the whole hours in
-        [first_hour, cut), the runs table for the rest of [since, until)."""
-        params = {"job_type": job_type, "since": since, "until": until}
-        return await self.fetch(
-            "insights_hours", {**params, "first_hour": first_hour, "cut": cut, "width": width}
-        )
+        [first_hour, cut), the runs table for the rest of [since, until); for all job
+        types (the overview chart), counts only."""
+        params = {"job_type": job_type, "since": since, "until": until, "width": width}
+        hours = {"first_hour": first_hour, "cut": cut, "durations": job_type is not None}
+        return await self.fetch("insights_hours", params | hours)
 
     async def insights_top_errors(
         self, job_type: str, since: datetime, until: datetime, limit: int

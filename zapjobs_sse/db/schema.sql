@@ -299,8 +299,8 @@ CREATE TABLE zapjobs.sse_run_hours (
 
 CREATE INDEX sse_run_hours_hour_idx ON zapjobs.sse_run_hours (hour);
 
--- A job type's finished runs by completion time, with what its insights count (010,
+-- A job type's finished runs by status and completion time, with what its insights count (010,
 -- which builds it CONCURRENTLY).
 CREATE INDEX sse_runs_job_type_completed_idx
-    ON zapjobs.runs (job_type_id, completed_at) INCLUDE (status, duration_ms, error_type)
+    ON zapjobs.runs (job_type_id, status, completed_at) INCLUDE (duration_ms, error_type)
     WHERE completed_at IS NOT NULL;

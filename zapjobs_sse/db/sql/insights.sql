@@ -42,6 +42,7 @@ WITH hours AS (
 ), histogram AS (
     SELECT b.start, u.bucket, sum(u.n)::integer AS n
     FROM binned AS b, unnest(b.buckets, b.counts) AS u(bucket, n)
+    WHERE %(durations)s  -- the overview chart shows counts only
     GROUP BY 1, 2
 ), totals AS (
     SELECT start, sum(completed)::integer AS completed, sum(failed)::integer AS failed,
