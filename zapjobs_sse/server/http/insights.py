@@ -283,6 +283,9 @@ class InsightsCache:
         future: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(
             insights(self._database, self._hours, job_type, chosen)
         )
+        # Retrieved here too, so that a failure nobody awaits any more is not reported
+        # as "never retrieved" (the next asker computes it again).
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._entries[key] = _Entry(now, version, future)
         self.computed += 1
         if len(self._entries) > 1000:  # job types come and go: forget the oldest
