@@ -93,6 +93,11 @@ class Settings:
     stats_exact_limit: int = _setting(
         50000, "Tables with more rows than this report estimated totals."
     )
+    search_window: int = _setting(
+        100000,
+        "Newest runs whose text the runs search looks through (an id, or its first 8 hex "
+        "digits or more, is found among all runs): a search never scans an unbounded table.",
+    )
     worker_stale_after: float = _setting(
         60.0, "Seconds without a heartbeat after which a worker is shown as stale."
     )
@@ -236,7 +241,13 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name.replace('_', '-')} must be greater than 0")
-        for name in ("replay_events", "client_buffer_bytes", "max_filters", "pool_size"):
+        for name in (
+            "replay_events",
+            "client_buffer_bytes",
+            "max_filters",
+            "pool_size",
+            "search_window",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 < self.notify_queue_threshold <= 1:
