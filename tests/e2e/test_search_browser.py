@@ -76,7 +76,8 @@ async def test_typing_a_search_shows_the_matching_runs_and_what_was_searched(
     await page.fill("#search", "no such text")
     await page.press("#search", "Enter")
     await page.wait_for_selector("#runs-empty:not([hidden])")
-    assert "No runs match the search \u201cno such text\u201d" in await page.inner_text("#runs-empty")
+    empty = await page.inner_text("#runs-empty")
+    assert "No runs match the search \u201cno such text\u201d" in empty
     assert watched.errors == [] and watched.console_errors == []
 
 
