@@ -71,11 +71,17 @@ async def test_text_is_found_in_error_message_error_type_and_input_in_any_case(
     kind = await add_run(writer, 2, status=FAILED, error_type="System.TimeoutException")
     given = await add_run(writer, 3, input_json='{"customer": "ACME-Widgets", "qty": 3}')
     accented = await add_run(writer, 4, input_json='{"name": "Jürgen Müller"}')
-    await add_run(writer, 5, error_message="nothing to see", input_json="{}")
+    school = await add_run(writer, 5, error_message="École fermée", error_type="日本語Error")
+    await add_run(writer, 6, error_message="nothing to see", input_json="{}")
     assert await found(http, server, q="connection RESET") == [message]
     assert await found(http, server, q="timeoutexception") == [kind]
     assert await found(http, server, q="acme-WIDGETS") == [given]
-    assert await found(http, server, q="MÜLLER") == [accented]  # beyond ASCII too
+    # Beyond ASCII too: letters of any script, in any case.
+    assert await found(http, server, q="MÜLLER") == [accented]
+    assert await found(http, server, q="jürgen müller") == [accented]
+    assert await found(http, server, q="école FERMÉE") == [school]
+    assert await found(http, server, q="日本語") == [school]
+    assert await found(http, server, q="müllerin") == []
     assert await found(http, server, q="zzz-nowhere") == []
 
 

@@ -41,6 +41,7 @@ Row = dict[str, Any]
 # Log lines read in one statement (pages, API, the bridge's catch-up).
 LOG_PAGE = 1000
 _NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
+_ASCII_PIECES = re.compile(r"[\x00-\x7f]+")
 
 # TCP keepalives make a half-open connection fail within about a minute even when
 # nothing is sent on it; ignored by libpq for Unix sockets.
@@ -411,6 +412,7 @@ class Database:
                 "start_created": start["created_at"] if start else datetime.min,
                 "start_id": str(start["id"]) if start else _NO_ID,
                 "text": text,
+                "piece": max(_ASCII_PIECES.findall(text), key=len, default=""),
                 "ascii": text.isascii(),
                 **ids,
                 "ids_everywhere": ids_everywhere and id_prefix is not None,
