@@ -1,5 +1,6 @@
-// Keyboard shortcuts, listed in the "?" dialog (base.html): "/" go-to-run box, "g" then a
-// letter for a page, "j"/"k" through rows, Enter opens one. Never while typing in a field.
+// Keyboard shortcuts, listed in the "?" dialog (base.html): "/" the runs page's search box
+// (#search), elsewhere the go-to-run box; "g" then a letter for a page, "j"/"k" through
+// rows, Enter opens one. Never while typing in a field.
 
 import { base } from "./dom.js";
 

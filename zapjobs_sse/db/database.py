@@ -41,6 +41,7 @@ Row = dict[str, Any]
 # Log lines read in one statement (pages, API, the bridge's catch-up).
 LOG_PAGE = 1000
 _NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
+_ASCII_PIECES = re.compile(r"[\x00-\x7f]+")
 
 # TCP keepalives make a half-open connection fail within about a minute even when
 # nothing is sent on it; ignored by libpq for Unix sockets.
@@ -165,6 +166,16 @@ async def connect(
 
 def _cursor_params(cursor: LogCursor) -> dict[str, Any]:
     return {"after_ts": cursor.timestamp, "after_id": cursor.log_id}
+
+
+_NO_ID = "00000000-0000-0000-0000-000000000000"  # below every other uuid
+
+
+def _id_range(prefix: str) -> dict[str, str]:
+    """The ids that start with these hex digits (1 to 32, lower case, no hyphens) as a
+    range of the primary key: uuid order is byte order, so the prefix padded with 0s and
+    with fs bounds exactly the ids it starts."""
+    return {"low": prefix.ljust(32, "0"), "high": prefix.ljust(32, "f")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,10 +363,7 @@ class Database:
     async def run_ids_starting_with(self, prefix: str) -> list[str]:
         """The ids of at most two runs whose id starts with these hex digits (1 to 32,
         lower case, no hyphens): none, the one, or two when the prefix is ambiguous."""
-        rows = await self.fetch(
-            "run_ids_in_range",
-            {"low": prefix.ljust(32, "0"), "high": prefix.ljust(32, "f")},
-        )
+        rows = await self.fetch("run_ids_in_range", _id_range(prefix))
         return [str(row["id"]) for row in rows]
 
     async def list_runs(
@@ -365,12 +373,52 @@ class Database:
         job_type: str | None,
         before: RunPageKey | None,
         limit: int,
+        queue: str | None = None,
     ) -> list[Row]:
         return await self.fetch(
             "list_runs",
             {
                 "status": status,
                 "job_type": job_type,
+                "queue": queue,
+                "before_created": before.created_at if before else None,
+                "before_id": before.run_id if before else None,
+                "limit": limit,
+            },
+        )
+
+    async def search_runs(
+        self,
+        *,
+        text: str,
+        id_prefix: str | None,
+        ids_everywhere: bool,
+        window: int,
+        status: int | None,
+        job_type: str | None,
+        queue: str | None,
+        before: RunPageKey | None,
+        limit: int,
+    ) -> list[Row]:
+        """The runs, newest first, whose error_message, error_type or input_json holds
+        `text` (any case) or whose id starts with `id_prefix`, among the `window` newest
+        runs; with `ids_everywhere`, the id prefix is matched among all runs. The filters
+        and the page key are those of list_runs."""
+        ids = _id_range(id_prefix) if id_prefix else {"low": None, "high": None}
+        start = await self.fetch_one("search_window_start", {"window": window})
+        return await self.fetch(
+            "search_runs",
+            {
+                "start_created": start["created_at"] if start else datetime.min,
+                "start_id": str(start["id"]) if start else _NO_ID,
+                "text": text,
+                "piece": max(_ASCII_PIECES.findall(text), key=len, default=""),
+                "ascii": text.isascii(),
+                **ids,
+                "ids_everywhere": ids_everywhere and id_prefix is not None,
+                "status": status,
+                "job_type": job_type,
+                "queue": queue,
                 "before_created": before.created_at if before else None,
                 "before_id": before.run_id if before else None,
                 "limit": limit,

@@ -168,6 +168,10 @@ CREATE INDEX sse_runs_status_created_idx
 CREATE INDEX sse_runs_job_type_created_idx
     ON zapjobs.runs (job_type_id, created_at DESC, id DESC);
 
+-- The runs page filtered by queue (011, which builds it CONCURRENTLY).
+CREATE INDEX sse_runs_queue_created_idx
+    ON zapjobs.runs (queue, created_at DESC, id DESC);
+
 -- The WAL feed (008) --------------------------------------------------------------------
 
 -- What `serve --feed wal` decodes (pgoutput) from each server process's temporary slot.

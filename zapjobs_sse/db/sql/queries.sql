@@ -61,9 +61,61 @@ LIMIT 2
 SELECT * FROM zapjobs.runs
 WHERE (%(status)s::int IS NULL OR status = %(status)s::int)
   AND (%(job_type)s::text IS NULL OR job_type_id = %(job_type)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(before_created)s::timestamp IS NULL
        OR (created_at, id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
 ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: search_window_start --
+-- The key of the window-th newest run (none when there are fewer runs): an index-only
+-- walk of sse_runs_created_idx. Read apart from search_runs so that the planner of the
+-- search knows how many rows its window holds.
+SELECT created_at, id FROM zapjobs.runs
+ORDER BY created_at DESC, id DESC
+OFFSET %(window)s - 1 LIMIT 1
+
+-- name: search_runs --
+-- The runs search, newest first, keyset-paged like list_runs. Two branches, each on its
+-- own index, merged by key: the text (and a short id prefix) among the runs from the
+-- window's oldest key on (search_window_start), read newest first; a long id prefix
+-- over the primary key, at any age. The driver interpolates the parameters, so the
+-- planner drops the branch and the text test a search does not use.
+WITH found AS (
+    (SELECT r.created_at, r.id FROM zapjobs.runs r
+     WHERE (r.created_at, r.id) >= (%(start_created)s::timestamp, %(start_id)s::uuid)
+       AND (%(before_created)s::timestamp IS NULL
+            OR (r.created_at, r.id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
+       AND (%(status)s::int IS NULL OR r.status = %(status)s::int)
+       AND (%(job_type)s::text IS NULL OR r.job_type_id = %(job_type)s::text)
+       AND (%(queue)s::text IS NULL OR r.queue = %(queue)s::text)
+       -- A column holds the text when, folded to lower case, it holds the text's longest
+       -- ASCII piece folded A-Z alone (the "C" lower: a byte loop, several times faster
+       -- than the locale's), and, for text beyond ASCII, the whole text as the locale's
+       -- lower() folds both: that costs only where the piece was found.
+       AND ((r.id >= %(low)s::uuid AND r.id <= %(high)s::uuid)
+            OR (strpos(lower(r.error_message COLLATE "C"), lower(%(piece)s COLLATE "C")) > 0
+                AND (%(ascii)s OR strpos(lower(r.error_message), lower(%(text)s)) > 0))
+            OR (strpos(lower(r.error_type COLLATE "C"), lower(%(piece)s COLLATE "C")) > 0
+                AND (%(ascii)s OR strpos(lower(r.error_type), lower(%(text)s)) > 0))
+            OR (strpos(lower(r.input_json COLLATE "C"), lower(%(piece)s COLLATE "C")) > 0
+                AND (%(ascii)s OR strpos(lower(r.input_json), lower(%(text)s)) > 0)))
+     ORDER BY r.created_at DESC, r.id DESC
+     LIMIT %(limit)s)
+    UNION
+    (SELECT r.created_at, r.id FROM zapjobs.runs r
+     WHERE %(ids_everywhere)s
+       AND r.id >= %(low)s::uuid AND r.id <= %(high)s::uuid
+       AND (%(before_created)s::timestamp IS NULL
+            OR (r.created_at, r.id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
+       AND (%(status)s::int IS NULL OR r.status = %(status)s::int)
+       AND (%(job_type)s::text IS NULL OR r.job_type_id = %(job_type)s::text)
+       AND (%(queue)s::text IS NULL OR r.queue = %(queue)s::text)
+     ORDER BY r.created_at DESC, r.id DESC
+     LIMIT %(limit)s)
+)
+SELECT r.* FROM found JOIN zapjobs.runs r ON r.id = found.id
+ORDER BY found.created_at DESC, found.id DESC
 LIMIT %(limit)s
 
 -- name: logs_after --

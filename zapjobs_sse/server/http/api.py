@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -45,9 +46,12 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 async def get_runs(request: web.Request) -> web.Response:
-    runs = parse_run_filter(request.query)
+    runs = parse_run_filter(request.query, request.app[SETTINGS].search_window)
     rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
-    return web.json_response({"runs": [run_summary_wire(row) for row in rows], "next": next_cursor})
+    body: dict[str, Any] = {"runs": [run_summary_wire(row) for row in rows], "next": next_cursor}
+    if runs.search is not None:
+        body["searchWindow"] = runs.search.window  # older runs were not searched
+    return web.json_response(body)
 
 
 def run_id_of(request: web.Request) -> str:

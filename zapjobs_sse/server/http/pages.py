@@ -350,14 +350,20 @@ async def overview(request: web.Request) -> dict[str, Any]:
 
 @page("runs.html", "runs")
 async def runs_page(request: web.Request) -> dict[str, Any]:
-    runs = parse_run_filter(request.query)
+    runs = parse_run_filter(request.query, request.app[SETTINGS].search_window)
     rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
     first_page = runs.before is None
+    search = runs.search
+    filters = {"job_type": runs.job_type, "queue": runs.queue, "q": search.text if search else None}
     return {
         "title": "Runs",
         "runs": [run_summary_wire(row) for row in rows],
-        **_status_list(RUN_STATUSES, runs.status, next_cursor, first_page, job_type=runs.job_type),
+        **_status_list(RUN_STATUSES, runs.status, next_cursor, first_page, **filters),
         "job_type": runs.job_type or "",
+        "queue": runs.queue or "",
+        "q": search.text if search else "",
+        "search_window": request.app[SETTINGS].search_window,
+        "ids_everywhere": search.id_prefix if search and search.ids_everywhere else "",
         "page_size": runs.limit,
     }
 

@@ -41,10 +41,29 @@ def _one_page(rows: list[Row], limit: int, stamp: str) -> tuple[list[Row], str |
 
 
 async def list_run_rows(database: Database, runs: RunFilter) -> tuple[list[Row], str | None]:
-    """One page of runs (newest first) and the cursor of the next page, if there is one."""
-    rows = await database.list_runs(
-        status=runs.status, job_type=runs.job_type, before=runs.before, limit=runs.limit + 1
-    )
+    """One page of runs (newest first) and the cursor of the next page, if there is one:
+    the list, or the search's matches when the filter has one."""
+    search = runs.search
+    if search is None:
+        rows = await database.list_runs(
+            status=runs.status,
+            job_type=runs.job_type,
+            queue=runs.queue,
+            before=runs.before,
+            limit=runs.limit + 1,
+        )
+    else:
+        rows = await database.search_runs(
+            text=search.text,
+            id_prefix=search.id_prefix,
+            ids_everywhere=search.ids_everywhere,
+            window=search.window,
+            status=runs.status,
+            job_type=runs.job_type,
+            queue=runs.queue,
+            before=runs.before,
+            limit=runs.limit + 1,
+        )
     return _one_page(rows, runs.limit, "created_at")
 
 

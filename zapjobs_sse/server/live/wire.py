@@ -101,6 +101,7 @@ def run_summary_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "jobTypeId": row["job_type_id"],
+        "queue": row["queue"],
         "status": enum_name(RUN_STATUSES, row["status"]),
         "progress": row["progress"],
         "total": row["total"],
