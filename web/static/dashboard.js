@@ -10,6 +10,7 @@ import { activityPage } from "./page-activity.js";
 import { deadLetterPage } from "./page-dead-letter.js";
 import { jobsPage } from "./page-jobs.js";
 import { overviewPage } from "./page-overview.js";
+import { queuesPage } from "./page-queues.js";
 import { runPage } from "./page-run.js";
 import { runsPage } from "./page-runs.js";
 import { workersPage } from "./page-workers.js";
@@ -21,6 +22,7 @@ const PAGES = {
   runs: runsPage,
   run: runPage,
   jobs: jobsPage,
+  queues: queuesPage,
   workers: workersPage,
   "dead-letter": deadLetterPage,
   activity: activityPage,

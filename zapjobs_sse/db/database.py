@@ -343,6 +343,9 @@ class Database:
         assert row is not None
         return row
 
+    async def queues(self) -> list[Row]:
+        return await self.fetch("queues")
+
     async def runs_by_ids(self, ids: Sequence[str]) -> list[Row]:
         return await self.fetch("runs_by_ids", {"ids": list(ids)})
 
