@@ -102,13 +102,13 @@ class _AppCollector(Collector):
         if stats is not None:
             yield CounterMetricFamily(
                 f"{PREFIX}_stats_refreshes",
-                "Refreshes of the stats and the queues, one query each (one refresh per "
+                "Refreshes of the stats and the queues, one query each time (one per "
                 "coalesced burst of changes, or per refresh interval).",
                 value=stats.refreshes,
             )
             yield GaugeMetricFamily(
                 f"{PREFIX}_stats_refresh_duration_seconds",
-                "Duration of the latest refresh (the stats and the queues queries).",
+                "Duration of the latest refresh of the stats and the queues.",
                 stats.last_duration,
             )
         if self.queue_usage is not None:

@@ -1,4 +1,4 @@
-"""StatsCoalescer: one stats query and one queues query for all viewers, however many
+"""StatsCoalescer: one query of the stats and the queues for all viewers, however many
 changes arrive."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class StatsCoalescer:
     """Recomputes the stats and the queues when told they are dirty, at most once per
     `interval`.
 
-    A burst of 10,000 changes costs one query of each per interval, not 10,000; with
+    A burst of 10,000 changes costs one query per interval, not 10,000; with
     nothing changing, both are still refreshed every `refresh` seconds because some of
     the figures move with time alone (active workers, "today", a scheduled run that
     becomes due).
@@ -59,12 +59,14 @@ class StatsCoalescer:
     async def compute(self) -> dict[str, Any]:
         """Query the stats and the queues now and publish what changed."""
         started = time.perf_counter()
-        stats = stats_wire(await self._database.stats(self._exact_limit))
+        read_at = time.monotonic()  # about when the database took its now() for the ages
+        stats_row, queue_rows = await self._database.stats_and_queues(self._exact_limit)
+        self._queues_read_at = read_at
+        stats = stats_wire(stats_row)
         if stats != self.latest:
             self.latest = stats
             self._broker.publish("StatsUpdated", dumps(stats), (TOPIC, "stats"), snapshot=True)
-        queues = [queue_wire(row) for row in await self._database.queues()]
-        self._queues, self._queues_read_at = queues, time.monotonic()
+        queues = self._queues = [queue_wire(row) for row in queue_rows]
         event = queues_event(queues)
         if event != self._queues_published:
             self._queues_published = event
