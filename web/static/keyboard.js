@@ -4,7 +4,7 @@
 
 import { base } from "./dom.js";
 
-const PAGES = { o: "/", r: "/runs", j: "/jobs", w: "/workers", d: "/dead-letter", a: "/activity" };
+const PAGES = { o: "/", r: "/runs", j: "/jobs", q: "/queues", w: "/workers", d: "/dead-letter", a: "/activity" };
 const CHORD_MS = 1500;
 
 function typing(target) {

@@ -91,6 +91,17 @@ def load_queries(package: str) -> Mapping[str, str]:
 # The server's questions (sql/queries.sql of this package).
 queries: Mapping[str, str] = load_queries(__package__ or "zapjobs_sse.db")
 
+# A refresh of the live figures: the stats' row, and the queues (by name, as json) in a
+# column of it. One statement for both: the queues add no statement to a refresh.
+STATS_AND_QUEUES = f"""SELECT stats.*, queues.list AS queues
+FROM (
+{queries["stats"]}
+) AS stats, (
+SELECT coalesce(json_agg(q ORDER BY q.queue), '[]') AS list FROM (
+{queries["queues"]}
+) AS q
+) AS queues"""
+
 
 def translate_error(error: BaseException) -> DatabaseError:
     """The port's own exception for a driver, socket or timeout error."""
@@ -353,6 +364,19 @@ class Database:
         row = await self.fetch_one("stats", {"exact_limit": exact_limit})
         assert row is not None
         return row
+
+    async def queues(self) -> list[Row]:
+        return await self.fetch("queues")
+
+    async def stats_and_queues(self, exact_limit: int) -> tuple[Row, list[Row]]:
+        """The stats and the queues, as `stats` and `queues` read them, in one statement."""
+        rows = await self.execute(STATS_AND_QUEUES, {"exact_limit": exact_limit})
+        stats = rows[0]
+        queues = stats.pop("queues")
+        for queue in queues:  # json has no timestamps: the text of one, naive UTC
+            since = queue["oldest_pending_since"]
+            queue["oldest_pending_since"] = datetime.fromisoformat(since) if since else None
+        return stats, queues
 
     async def runs_by_ids(self, ids: Sequence[str]) -> list[Row]:
         return await self.fetch("runs_by_ids", {"ids": list(ids)})

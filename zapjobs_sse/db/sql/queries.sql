@@ -40,6 +40,60 @@ SELECT
         AS total_log_entries_estimated,
     (SELECT count(*) FROM zapjobs.dead_letter WHERE status = 0) AS dead_letter_count
 
+-- name: queues --
+-- Every queue of a definition or of a Pending or Running run, by name. Pending is status
+-- 0 alone (what the Pending card counts): Scheduled runs are not due, and ZapJobs puts a
+-- due AwaitingRetry run back to Pending. A Pending run is due since its scheduled_at when
+-- that is later than its creation and past, since its creation otherwise: never before
+-- its creation, so the oldest due run is among those created no later than the moment
+-- the first-created one became due (one row of idx_runs_pending, usually). The counts
+-- read live work only (idx_runs_pending, idx_runs_status), never the history.
+WITH clock AS (
+    SELECT now() AT TIME ZONE 'utc' AS now
+), pending AS (
+    SELECT queue, count(*) AS pending
+    FROM zapjobs.runs
+    WHERE status = 0
+    GROUP BY queue
+), oldest AS (
+    SELECT p.queue, (
+        SELECT min(CASE WHEN r.scheduled_at > r.created_at AND r.scheduled_at <= clock.now
+                        THEN r.scheduled_at ELSE r.created_at END)
+        FROM zapjobs.runs AS r
+        WHERE r.status = 0 AND r.queue = p.queue AND r.created_at <= first.due
+    ) AS since
+    FROM pending AS p, clock
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN f.scheduled_at > f.created_at AND f.scheduled_at <= clock.now
+                    THEN f.scheduled_at ELSE f.created_at END AS due
+        FROM zapjobs.runs AS f
+        WHERE f.status = 0 AND f.queue = p.queue
+        ORDER BY f.created_at
+        LIMIT 1
+    ) AS first
+), running AS (
+    SELECT queue, count(*) AS running
+    FROM zapjobs.runs
+    WHERE status = 2
+    GROUP BY queue
+), names AS (
+    SELECT queue FROM zapjobs.definitions
+    UNION SELECT queue FROM pending
+    UNION SELECT queue FROM running
+)
+SELECT n.queue,
+       coalesce(p.pending, 0) AS pending,
+       coalesce(r.running, 0) AS running,
+       o.since AS oldest_pending_since,
+       CASE WHEN o.since IS NOT NULL THEN greatest(0, extract(
+           epoch FROM (SELECT now FROM clock) - o.since))::float8
+       END AS oldest_pending_age_seconds
+FROM names AS n
+LEFT JOIN pending AS p USING (queue)
+LEFT JOIN oldest AS o USING (queue)
+LEFT JOIN running AS r USING (queue)
+ORDER BY n.queue
+
 -- name: runs_by_ids --
 SELECT * FROM zapjobs.runs WHERE id = ANY(%(ids)s::uuid[])
 

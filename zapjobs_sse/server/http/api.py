@@ -45,6 +45,10 @@ async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(await readmodel.current_stats(request.app))
 
 
+async def get_queues(request: web.Request) -> web.Response:
+    return web.json_response(await readmodel.current_queues(request.app))
+
+
 async def get_runs(request: web.Request) -> web.Response:
     runs = parse_run_filter(request.query, request.app[SETTINGS].search_window)
     rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
@@ -136,6 +140,7 @@ def setup_api(app: web.Application) -> None:
         return web.Response(text=spec_body, content_type="application/json")
 
     app.router.add_get(f"{base}/stats", get_stats, name="api_stats")
+    app.router.add_get(f"{base}/queues", get_queues, name="api_queues")
     app.router.add_get(f"{base}/runs", get_runs, name="api_runs")
     app.router.add_get(f"{base}/runs/{{id}}", get_run, name="api_run")
     app.router.add_get(f"{base}/runs/{{id}}/logs", get_run_logs, name="api_run_logs")

@@ -57,8 +57,9 @@ MIN_ID_PREFIX = 8
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 _NO_NAMES: Final[frozenset[str]] = frozenset()
-# The global part of a stream that names no topics: the audit trail only when asked for.
-DEFAULT_TOPICS: Final = TOPICS - {"activity"}
+# The global part of a stream that names no topics: the audit trail and the queues only
+# when asked for (the pages that show them ask).
+DEFAULT_TOPICS: Final = TOPICS - {"activity", "queues"}
 
 
 def one(query: MultiMapping[str], name: str, max_length: int = MAX_PARAMETER_LENGTH) -> str | None:
