@@ -97,6 +97,11 @@ class Settings:
         10.0,
         "Seconds between two writes of the hourly rollups behind the 7- and 30-day insights.",
     )
+    search_window: int = _setting(
+        100000,
+        "Newest runs whose text the runs search looks through (an id, or its first 8 hex "
+        "digits or more, is found among all runs): a search never scans an unbounded table.",
+    )
     worker_stale_after: float = _setting(
         60.0, "Seconds without a heartbeat after which a worker is shown as stale."
     )
@@ -241,7 +246,13 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"--{name.replace('_', '-')} must be greater than 0")
-        for name in ("replay_events", "client_buffer_bytes", "max_filters", "pool_size"):
+        for name in (
+            "replay_events",
+            "client_buffer_bytes",
+            "max_filters",
+            "pool_size",
+            "search_window",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 < self.notify_queue_threshold <= 1:

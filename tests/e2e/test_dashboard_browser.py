@@ -27,7 +27,7 @@ from zapjobs_sse.server.run import serve_app
 pytestmark = pytest.mark.browser
 
 XSS = "<img src=x onerror=alert(1)>"
-PAGES = ("", "runs", "jobs", "workers", "dead-letter")
+PAGES = ("", "runs", "jobs", "queues", "workers", "dead-letter")
 
 
 def sized(
@@ -304,9 +304,9 @@ async def test_polling_fallback_when_the_stream_is_refused(
 
 async def seed_everything(writer: Writer, text: str = "nightly-report") -> str:
     await writer.execute(
-        "INSERT INTO zapjobs.definitions (job_type_id, display_name, cron_expression)"
-        " VALUES (%s, %s, '0 3 * * *')",
-        (text, text),
+        "INSERT INTO zapjobs.definitions (job_type_id, display_name, cron_expression, queue)"
+        " VALUES (%s, %s, '0 3 * * *', %s)",
+        (text, text, text),
     )
     run_id = await writer.insert_run(text, status=4)
     await writer.execute(
@@ -351,6 +351,8 @@ async def test_every_page_shows_its_data_without_javascript(
         assert "nightly-report" in (await page.text_content(".stack-trace") or "")
         await page.goto(server.path("jobs"))
         assert "0 3 * * *" in (await page.text_content("#jobs-body") or "")
+        await page.goto(server.path("queues"))
+        assert await page.locator('tr[data-queue="nightly-report"] .pending').inner_text() == "0"
         await page.goto(server.path("workers"))
         assert await page.locator('tr[data-worker-id="worker-1"] .state').inner_text() == "active"
         await page.goto(server.path("dead-letter"))
@@ -369,7 +371,7 @@ async def test_hostile_text_is_shown_as_text_and_runs_nothing(
 ) -> None:
     page = watched.page
     run_id = await seed_everything(writer, XSS)
-    for path in ("", "runs", "jobs", "workers", "dead-letter"):
+    for path in ("", "runs", "jobs", "queues", "workers", "dead-letter"):
         await page.goto(server.path(path))
         assert await page.locator("main img").count() == 0
     await page.goto(server.path(""))
@@ -411,7 +413,16 @@ async def test_each_page_opens_exactly_one_event_source_under_the_base_path(
 ) -> None:
     page = watched.page
     run_id = await seed_everything(writer)
-    for path in ("", "runs", f"runs/{run_id}", "jobs", "workers", "dead-letter", "activity"):
+    for path in (
+        "",
+        "runs",
+        f"runs/{run_id}",
+        "jobs",
+        "queues",
+        "workers",
+        "dead-letter",
+        "activity",
+    ):
         watched.stream_requests.clear()
         await page.goto(server.path(path))
         await watched.state("connected")
@@ -762,7 +773,13 @@ async def test_keyboard_shortcuts_move_between_pages_and_rows_but_not_while_typi
     assert await page.input_value("#go-to-run-id") == "gr"
     assert page.url == server.path("")
     await page.evaluate("document.activeElement.blur()")
-    for keys, path in (("gw", "workers"), ("gd", "dead-letter"), ("gj", "jobs"), ("go", "")):
+    for keys, path in (
+        ("gw", "workers"),
+        ("gd", "dead-letter"),
+        ("gj", "jobs"),
+        ("gq", "queues"),
+        ("go", ""),
+    ):
         await page.keyboard.press(keys[0])
         await page.keyboard.press(keys[1])
         await page.wait_for_url(server.path(path))

@@ -34,6 +34,8 @@ PARAMETERS = (
     "level",
     "id",
     "next",
+    "q",
+    "queue",
 )
 
 FUZZ = settings(

@@ -298,3 +298,27 @@ async def test_an_insight_answer_moves_when_a_run_of_its_job_type_finishes(
         assert answer["durationMs"]["p50"] == 1234
 
     await eventually(check, timeout=5)
+
+
+async def test_the_pages_answer_bad_input_and_unknown_job_types_as_pages(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    await insert_finished(writer, [("report", 4, 0.5, 10, "<b>Boom</b>")])
+    cases = [
+        ("jobs/nope", 404, "nope"),
+        ("jobs/report?range=1y", 400, "range"),
+        ("jobs/report?part=everything", 400, "part"),
+        ("?range=forever", 400, "range"),
+    ]
+    for path, status, named in cases:
+        async with http.get(server.path(path)) as response:
+            text = await response.text()
+            assert response.status == status, path
+            assert response.content_type == "text/html" and named in text, path
+    async with http.get(server.path("jobs/report?part=insights&range=1h")) as response:
+        fragment = await response.text()
+    assert fragment.lstrip().startswith('<div id="insights"') and "<html" not in fragment
+    assert "&lt;b&gt;Boom&lt;/b&gt;" in fragment and "<b>Boom</b>" not in fragment
+    async with http.get(server.path("?part=chart&range=7d")) as response:
+        chart = await response.text()
+    assert chart.lstrip().startswith('<div id="overview-chart"') and "last 7 days" in chart

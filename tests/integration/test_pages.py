@@ -28,9 +28,9 @@ async def get_page(http: aiohttp.ClientSession, url: str, status: int = 200) -> 
 async def seed(writer: Writer) -> dict[str, Any]:
     """A little of everything, with hostile text in every column that the pages show."""
     await writer.execute(
-        "INSERT INTO zapjobs.definitions (job_type_id, display_name, description)"
-        " VALUES (%s, %s, %s)",
-        (XSS, XSS, XSS),
+        "INSERT INTO zapjobs.definitions (job_type_id, display_name, description, queue)"
+        " VALUES (%s, %s, %s, %s)",
+        (XSS, XSS, XSS, XSS),
     )
     run_id = await writer.insert_run(XSS, status=4)
     await writer.execute(
@@ -92,7 +92,7 @@ async def test_every_page_shows_its_data_escaped(
     assert run.index("first line") < run.index("last line")
     assert_escaped(run)
 
-    for path in ("jobs", "workers", "dead-letter"):
+    for path in ("jobs", "queues", "workers", "dead-letter"):
         page = await get_page(http, server.path(path))
         assert_escaped(page)
     workers = await get_page(http, server.path("workers"))
@@ -103,7 +103,15 @@ async def test_pages_use_no_inline_script_or_style(
     server: RunningServer, http: aiohttp.ClientSession, writer: Writer
 ) -> None:
     seeded = await seed(writer)
-    for path in ("", "runs", f"runs/{seeded['run_id']}", "jobs", "workers", "dead-letter"):
+    for path in (
+        "",
+        "runs",
+        f"runs/{seeded['run_id']}",
+        "jobs",
+        "queues",
+        "workers",
+        "dead-letter",
+    ):
         page = await get_page(http, server.path(path))
         for script in re.findall(r"<script\b[^>]*>(.*?)</script>", page, re.S):
             assert script.strip() == "", f"inline script on {path!r}"
@@ -201,7 +209,15 @@ async def test_links_assets_and_forms_respect_the_base_path(
 ) -> None:
     seeded = await seed(writer)
     assert server.url.endswith("/ops/jobs/")
-    for path in ("", "runs", f"runs/{seeded['run_id']}", "jobs", "workers", "dead-letter"):
+    for path in (
+        "",
+        "runs",
+        f"runs/{seeded['run_id']}",
+        "jobs",
+        "queues",
+        "workers",
+        "dead-letter",
+    ):
         page = await get_page(http, server.path(path))
         assert 'data-base="/ops/jobs"' in page
         for url in re.findall(r'(?:href|src|action)="([^"#][^"]*)"', page):

@@ -30,6 +30,12 @@ def listed(cell: str) -> set[str]:
     return {name.strip() for name in match[1].split(",")}
 
 
+def queue_fields(cell: str) -> set[str]:
+    """The fields of each queue of QueuesUpdated: the cell's second code span."""
+    spans = re.findall(r"`([^`]*)`", cell)
+    return {name.strip() for name in spans[1].split(",")}
+
+
 async def test_readme_events_table_names_exactly_the_fields_of_each_event(
     server: RunningServer, http: aiohttp.ClientSession, writer: Writer
 ) -> None:
@@ -37,6 +43,7 @@ async def test_readme_events_table_names_exactly_the_fields_of_each_event(
     assert set(table) == {
         "StatsUpdated", "JobRunUpdated", "RunDetailUpdated", "JobTypeRunUpdated", "LogAdded",
         "WorkerUpdated", "resync", "auth_expired", "reconnect", "ActionPerformed",
+        "QueuesUpdated",
     }  # fmt: skip
     run_id = await writer.insert_run("email")
     columns = await writer.execute(
@@ -60,7 +67,10 @@ async def test_readme_events_table_names_exactly_the_fields_of_each_event(
             await client.wait_named(name)
         await client.wait_named("WorkerUpdated")
     await define(writer)
-    async with sse_connect(http, server.path("events?topics=activity")) as activity:
+    async with sse_connect(http, server.path("events?topics=activity,queues")) as activity:
+        await activity.wait_for(
+            lambda es: any(e.name == "QueuesUpdated" and e.json()["queues"] for e in es)
+        )
         await post(http, server.path("api/jobs/email/trigger"), {}, 201)
         await activity.wait_named("ActionPerformed")
     client.events += activity.events
@@ -69,6 +79,10 @@ async def test_readme_events_table_names_exactly_the_fields_of_each_event(
             continue  # test_auth: its payload, on a stream whose token is removed
         if name == "reconnect":
             assert listed(cell) == {"reason"}  # test_stream_clients: at shutdown
+            continue
+        if name == "QueuesUpdated":
+            queue = next(e.json()["queues"] for e in client.named(name) if e.json()["queues"])[0]
+            assert listed(cell) == {"queues"} and set(queue) == queue_fields(cell)
             continue
         payload = set(client.named(name)[0].json())
         expected = whole_run if cell in WHOLE_RUN else listed(cell)

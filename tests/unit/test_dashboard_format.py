@@ -52,6 +52,10 @@ def test_a_running_run_shows_how_long_it_has_run_in_whole_seconds() -> None:
     assert format_elapsed(64500) == "1 min 4 s"
     assert format_elapsed(59999) == "59 s"
     assert format_elapsed(-20) == "0 s"  # a start a moment ahead of this clock
+    # Long waits (a stuck queue's oldest pending run) in hours, then days.
+    assert format_elapsed(3599999) == "59 min 59 s"
+    assert format_elapsed(5430000) == "1 h 30 min"
+    assert format_elapsed(90061000) == "1 d 1 h"
     assert running_for(running | {"durationMs": 1200}, now) is None
     assert running_for(running | {"status": "Completed"}, now) is None
     assert running_for(running | {"startedAt": None}, now) is None
@@ -136,7 +140,7 @@ STAMPS = [
     "2026-11-28T12:00:05.000Z",
 ]
 WORKLOADS = [[], ["a"], ["b", "a", "b"], ["resize-images"] * 3 + ["send-welcome-email"] * 3]
-DURATIONS = [None, 0, 999, 1000, 1250, 59999, 61000, 3600000]
+DURATIONS = [None, 0, 999, 1000, 1250, 59999, 61000, 3599999, 3600000, 5430000, 90061000]
 COUNTS = [None, 0, 999, 1000, 1234567]
 
 

@@ -11,6 +11,7 @@ import { deadLetterPage } from "./page-dead-letter.js";
 import { jobPage } from "./page-job.js";
 import { jobsPage } from "./page-jobs.js";
 import { overviewPage } from "./page-overview.js";
+import { queuesPage } from "./page-queues.js";
 import { runPage } from "./page-run.js";
 import { runsPage } from "./page-runs.js";
 import { workersPage } from "./page-workers.js";
@@ -23,6 +24,7 @@ const PAGES = {
   run: runPage,
   jobs: jobsPage,
   job: jobPage,
+  queues: queuesPage,
   workers: workersPage,
   "dead-letter": deadLetterPage,
   activity: activityPage,

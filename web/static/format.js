@@ -23,10 +23,15 @@ export function formatDuration(ms) {
   return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
 }
 
+// How long something has lasted so far (a running run, the wait of a queue's oldest
+// pending run): whole seconds, then minutes, hours and days.
 export function formatElapsed(ms) {
   if (ms === null || ms === undefined) return "";
   const seconds = Math.max(0, Math.floor(ms / 1000));
-  return seconds < 60 ? seconds + " s" : Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+  if (seconds < 60) return seconds + " s";
+  if (seconds < 3600) return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+  if (seconds < 86400) return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+  return Math.floor(seconds / 86400) + " d " + Math.floor((seconds % 86400) / 3600) + " h";
 }
 
 export function formatCount(value) {

@@ -1,9 +1,10 @@
-// Keyboard shortcuts, listed in the "?" dialog (base.html): "/" go-to-run box, "g" then a
-// letter for a page, "j"/"k" through rows, Enter opens one. Never while typing in a field.
+// Keyboard shortcuts, listed in the "?" dialog (base.html): "/" the runs page's search box
+// (#search), elsewhere the go-to-run box; "g" then a letter for a page, "j"/"k" through
+// rows, Enter opens one. Never while typing in a field.
 
 import { base } from "./dom.js";
 
-const PAGES = { o: "/", r: "/runs", j: "/jobs", w: "/workers", d: "/dead-letter", a: "/activity" };
+const PAGES = { o: "/", r: "/runs", j: "/jobs", q: "/queues", w: "/workers", d: "/dead-letter", a: "/activity" };
 const CHORD_MS = 1500;
 
 function typing(target) {

@@ -1,8 +1,9 @@
-// The overview: stat cards, the chart, recent runs and workers.
+// The overview: stat cards, the chart, queues, recent runs and workers.
 
 import { api, refreshPart } from "./api.js";
 import { body, debounce } from "./dom.js";
 import { formatCount } from "./format.js";
+import { showQueues } from "./queue-rows.js";
 import { replaceRuns, upsertRun } from "./run-rows.js";
 import { readRendered, replaceRunning, replaceWorkers, trackRun, upsertWorker } from "./worker-rows.js";
 
@@ -31,9 +32,10 @@ export function overviewPage() {
   setInterval(chartSoon, 60000);
   readRendered();
   return {
-    params: () => [],
+    params: () => [["topics", "stats,runs,workers,queues"]],
     events: {
       StatsUpdated: showStats,
+      QueuesUpdated: (data) => showQueues(data.queues),
       JobRunUpdated(run) {
         upsertRun(run, { limit });
         trackRun(run);
@@ -44,6 +46,7 @@ export function overviewPage() {
     refresh: () =>
       Promise.all([
         api("stats").then(showStats),
+        api("queues").then(showQueues),
         api("runs?limit=" + limit).then((data) => replaceRuns(data.runs)),
         api("workers").then((data) => replaceWorkers(data.workers)),
         api("runs?status=Running&limit=500").then((data) => replaceRunning(data.runs)),

@@ -122,8 +122,8 @@ function place(tbody, row, created, { limit, firstPage }) {
   return true;
 }
 
-// options: {matches(run) -> bool, limit, firstPage}
-export function upsertRun(run, { matches = () => true, limit = 0, firstPage = true } = {}) {
+// options: {matches(run) -> bool, limit, firstPage, adds: false to only update the rows shown}
+export function upsertRun(run, { matches = () => true, limit = 0, firstPage = true, adds = true } = {}) {
   const tbody = document.getElementById("runs-body");
   if (!tbody) return;
   let row = findRow(tbody, "data-run-id", run.id);
@@ -133,7 +133,7 @@ export function upsertRun(run, { matches = () => true, limit = 0, firstPage = tr
     else leave(row, tbody);
     return;
   }
-  if (!matches(run)) return;
+  if (!adds || !matches(run)) return;
   row = newRunRow(run);
   row.classList.add("new");
   if (place(tbody, row, run.createdAt || "", { limit, firstPage })) showEmpty("runs-empty", false);

@@ -41,6 +41,7 @@ Row = dict[str, Any]
 # Log lines read in one statement (pages, API, the bridge's catch-up).
 LOG_PAGE = 1000
 _NAME_LINE = re.compile(r"^-- name: (\w+) --$", re.MULTILINE)
+_ASCII_PIECES = re.compile(r"[\x00-\x7f]+")
 
 # TCP keepalives make a half-open connection fail within about a minute even when
 # nothing is sent on it; ignored by libpq for Unix sockets.
@@ -89,6 +90,17 @@ def load_queries(package: str) -> Mapping[str, str]:
 
 # The server's questions (sql/queries.sql of this package).
 queries: Mapping[str, str] = load_queries(__package__ or "zapjobs_sse.db")
+
+# A refresh of the live figures: the stats' row, and the queues (by name, as json) in a
+# column of it. One statement for both: the queues add no statement to a refresh.
+STATS_AND_QUEUES = f"""SELECT stats.*, queues.list AS queues
+FROM (
+{queries["stats"]}
+) AS stats, (
+SELECT coalesce(json_agg(q ORDER BY q.queue), '[]') AS list FROM (
+{queries["queues"]}
+) AS q
+) AS queues"""
 
 
 def translate_error(error: BaseException) -> DatabaseError:
@@ -165,6 +177,16 @@ async def connect(
 
 def _cursor_params(cursor: LogCursor) -> dict[str, Any]:
     return {"after_ts": cursor.timestamp, "after_id": cursor.log_id}
+
+
+_NO_ID = "00000000-0000-0000-0000-000000000000"  # below every other uuid
+
+
+def _id_range(prefix: str) -> dict[str, str]:
+    """The ids that start with these hex digits (1 to 32, lower case, no hyphens) as a
+    range of the primary key: uuid order is byte order, so the prefix padded with 0s and
+    with fs bounds exactly the ids it starts."""
+    return {"low": prefix.ljust(32, "0"), "high": prefix.ljust(32, "f")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +365,19 @@ class Database:
         assert row is not None
         return row
 
+    async def queues(self) -> list[Row]:
+        return await self.fetch("queues")
+
+    async def stats_and_queues(self, exact_limit: int) -> tuple[Row, list[Row]]:
+        """The stats and the queues, as `stats` and `queues` read them, in one statement."""
+        rows = await self.execute(STATS_AND_QUEUES, {"exact_limit": exact_limit})
+        stats = rows[0]
+        queues = stats.pop("queues")
+        for queue in queues:  # json has no timestamps: the text of one, naive UTC
+            since = queue["oldest_pending_since"]
+            queue["oldest_pending_since"] = datetime.fromisoformat(since) if since else None
+        return stats, queues
+
     async def runs_by_ids(self, ids: Sequence[str]) -> list[Row]:
         return await self.fetch("runs_by_ids", {"ids": list(ids)})
 
@@ -352,10 +387,7 @@ class Database:
     async def run_ids_starting_with(self, prefix: str) -> list[str]:
         """The ids of at most two runs whose id starts with these hex digits (1 to 32,
         lower case, no hyphens): none, the one, or two when the prefix is ambiguous."""
-        rows = await self.fetch(
-            "run_ids_in_range",
-            {"low": prefix.ljust(32, "0"), "high": prefix.ljust(32, "f")},
-        )
+        rows = await self.fetch("run_ids_in_range", _id_range(prefix))
         return [str(row["id"]) for row in rows]
 
     async def list_runs(
@@ -365,12 +397,52 @@ class Database:
         job_type: str | None,
         before: RunPageKey | None,
         limit: int,
+        queue: str | None = None,
     ) -> list[Row]:
         return await self.fetch(
             "list_runs",
             {
                 "status": status,
                 "job_type": job_type,
+                "queue": queue,
+                "before_created": before.created_at if before else None,
+                "before_id": before.run_id if before else None,
+                "limit": limit,
+            },
+        )
+
+    async def search_runs(
+        self,
+        *,
+        text: str,
+        id_prefix: str | None,
+        ids_everywhere: bool,
+        window: int,
+        status: int | None,
+        job_type: str | None,
+        queue: str | None,
+        before: RunPageKey | None,
+        limit: int,
+    ) -> list[Row]:
+        """The runs, newest first, whose error_message, error_type or input_json holds
+        `text` (any case) or whose id starts with `id_prefix`, among the `window` newest
+        runs; with `ids_everywhere`, the id prefix is matched among all runs. The filters
+        and the page key are those of list_runs."""
+        ids = _id_range(id_prefix) if id_prefix else {"low": None, "high": None}
+        start = await self.fetch_one("search_window_start", {"window": window})
+        return await self.fetch(
+            "search_runs",
+            {
+                "start_created": start["created_at"] if start else datetime.min,
+                "start_id": str(start["id"]) if start else _NO_ID,
+                "text": text,
+                "piece": max(_ASCII_PIECES.findall(text), key=len, default=""),
+                "ascii": text.isascii(),
+                **ids,
+                "ids_everywhere": ids_everywhere and id_prefix is not None,
+                "status": status,
+                "job_type": job_type,
+                "queue": queue,
                 "before_created": before.created_at if before else None,
                 "before_id": before.run_id if before else None,
                 "limit": limit,
@@ -443,11 +515,11 @@ class Database:
         width: int,
     ) -> list[Row]:
         """Counts and duration histograms per bucket: the rollups of the whole hours in
-        [first_hour, cut), the runs table for the rest of [since, until)."""
-        params = {"job_type": job_type, "since": since, "until": until}
-        return await self.fetch(
-            "insights_hours", {**params, "first_hour": first_hour, "cut": cut, "width": width}
-        )
+        [first_hour, cut), the runs table for the rest of [since, until); for all job
+        types (the overview chart), counts only."""
+        params = {"job_type": job_type, "since": since, "until": until, "width": width}
+        hours = {"first_hour": first_hour, "cut": cut, "durations": job_type is not None}
+        return await self.fetch("insights_hours", params | hours)
 
     async def insights_top_errors(
         self, job_type: str, since: datetime, until: datetime, limit: int
@@ -467,6 +539,15 @@ class Database:
         async with self.transaction(timeout) as transaction:
             await transaction.fetch("lock_run_hours", {})
             await transaction.fetch("recompute_run_hours", {"hours": list(hours)})
+
+    async def rewrite_run_hours(
+        self, since: datetime, until: datetime, timeout: float = 300.0
+    ) -> None:
+        """Rewrite the rollup rows of every hour in [since, until) in one pass."""
+        async with self.transaction(timeout) as transaction:
+            await transaction.fetch("lock_run_hours", {})
+            await transaction.fetch("rollup_work_mem", {})
+            await transaction.fetch("rewrite_run_hours", {"since": since, "until": until})
 
     async def forget_run_hours(self, before: datetime) -> None:
         await self.fetch("forget_run_hours", {"before": before})

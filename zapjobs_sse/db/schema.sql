@@ -168,6 +168,10 @@ CREATE INDEX sse_runs_status_created_idx
 CREATE INDEX sse_runs_job_type_created_idx
     ON zapjobs.runs (job_type_id, created_at DESC, id DESC);
 
+-- The runs page filtered by queue (011, which builds it CONCURRENTLY).
+CREATE INDEX sse_runs_queue_created_idx
+    ON zapjobs.runs (queue, created_at DESC, id DESC);
+
 -- The WAL feed (008) --------------------------------------------------------------------
 
 -- What `serve --feed wal` decodes (pgoutput) from each server process's temporary slot.
@@ -246,11 +250,12 @@ CREATE INDEX sse_dead_letter_status_moved_idx
 
 -- Hourly rollups of the finished runs for the insights of 7 and 30 days, rebuilt and
 -- recomputed by the server, hour by hour, from zapjobs.runs (009).
--- A duration's histogram bucket: 0 for under 1 ms, else k for [1.1^(k-1), 1.1^k) ms, so
--- that the bucket's geometric middle is within 4.9 % of every duration in it.
+-- A duration's histogram bucket (NULL for none): 0 for under 1 ms, else k for
+-- [1.1^(k-1), 1.1^k) ms, so that the bucket's geometric middle is within 4.9 % of every
+-- duration in it. Not STRICT, so that PostgreSQL inlines it into the queries.
 CREATE OR REPLACE FUNCTION zapjobs.sse_duration_bucket_v1(ms integer) RETURNS integer
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN ms < 1 THEN 0 ELSE 1 + floor(ln(ms) / ln(1.1))::integer END
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN ms < 1 THEN 0 ELSE 1 + floor(ln(ms) / 0.09531017980432486)::integer END
 $$;
 
 -- The rollup rows of [since, until), computed from zapjobs.runs (of one job type, or all
@@ -262,33 +267,27 @@ CREATE OR REPLACE FUNCTION zapjobs.sse_run_hours_v1(
     cancelled integer, buckets integer[], counts integer[]
 )
 LANGUAGE sql STABLE AS $$
-    WITH finished AS (
-        SELECT r.job_type_id, date_trunc('hour', r.completed_at) AS hour, r.status,
+    WITH per_bucket AS (
+        SELECT r.job_type_id, date_trunc('hour', r.completed_at) AS hour,
                CASE WHEN r.status IN (3, 4)
-                    THEN zapjobs.sse_duration_bucket_v1(r.duration_ms) END AS bucket
+                    THEN zapjobs.sse_duration_bucket_v1(r.duration_ms) END AS bucket,
+               count(*) FILTER (WHERE r.status = 3) AS completed,
+               count(*) FILTER (WHERE r.status = 4) AS failed,
+               count(*) FILTER (WHERE r.status = 5) AS cancelled
         FROM zapjobs.runs AS r
         WHERE r.completed_at >= since AND r.completed_at < until
           AND r.status IN (3, 4, 5)
           AND (only_job_type IS NULL OR r.job_type_id = only_job_type)
-    ), per_bucket AS (
-        SELECT f.job_type_id, f.hour, f.bucket, count(*)::integer AS n
-        FROM finished AS f WHERE f.bucket IS NOT NULL
         GROUP BY 1, 2, 3
-    ), totals AS (
-        SELECT f.job_type_id, f.hour,
-               count(*) FILTER (WHERE f.status = 3)::integer AS completed,
-               count(*) FILTER (WHERE f.status = 4)::integer AS failed,
-               count(*) FILTER (WHERE f.status = 5)::integer AS cancelled
-        FROM finished AS f
-        GROUP BY 1, 2
     )
-    SELECT t.job_type_id, t.hour, t.completed, t.failed, t.cancelled,
+    SELECT b.job_type_id, b.hour, sum(b.completed)::integer, sum(b.failed)::integer,
+           sum(b.cancelled)::integer,
            coalesce(array_agg(b.bucket ORDER BY b.bucket) FILTER (WHERE b.bucket IS NOT NULL),
                     '{}'),
-           coalesce(array_agg(b.n ORDER BY b.bucket) FILTER (WHERE b.bucket IS NOT NULL), '{}')
-    FROM totals AS t
-    LEFT JOIN per_bucket AS b ON b.job_type_id = t.job_type_id AND b.hour = t.hour
-    GROUP BY t.job_type_id, t.hour, t.completed, t.failed, t.cancelled
+           coalesce(array_agg((b.completed + b.failed)::integer ORDER BY b.bucket)
+                        FILTER (WHERE b.bucket IS NOT NULL), '{}')
+    FROM per_bucket AS b
+    GROUP BY b.job_type_id, b.hour
 $$;
 
 CREATE TABLE zapjobs.sse_run_hours (
@@ -304,8 +303,8 @@ CREATE TABLE zapjobs.sse_run_hours (
 
 CREATE INDEX sse_run_hours_hour_idx ON zapjobs.sse_run_hours (hour);
 
--- A job type's finished runs by completion time, with what its insights count (010,
+-- A job type's finished runs by status and completion time, with what its insights count (010,
 -- which builds it CONCURRENTLY).
 CREATE INDEX sse_runs_job_type_completed_idx
-    ON zapjobs.runs (job_type_id, completed_at) INCLUDE (status, duration_ms, error_type)
+    ON zapjobs.runs (job_type_id, status, completed_at) INCLUDE (duration_ms, error_type)
     WHERE completed_at IS NOT NULL;

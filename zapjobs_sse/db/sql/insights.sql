@@ -5,10 +5,10 @@
 
 -- name: insights_exact --
 -- Counts and exact duration percentiles (percentile_cont) per bucket of %(width)s seconds
--- and, in the row whose start is NULL, over the whole range. Up to a day of one job
--- type is an index-only scan of sse_runs_job_type_completed_idx.
-SELECT TIMESTAMP 'epoch' + floor(extract(epoch FROM completed_at) / %(width)s)
-           * %(width)s * interval '1 second' AS start,
+-- (buckets aligned on 2000-01-01, a midnight, as Python's are on the epoch) and, in the
+-- row whose start is NULL, over the whole range. Up to a day of one job type is an
+-- index-only scan of sse_runs_job_type_completed_idx.
+SELECT date_bin(make_interval(secs => %(width)s), completed_at, TIMESTAMP '2000-01-01') AS start,
        count(*) FILTER (WHERE status = 3) AS completed,
        count(*) FILTER (WHERE status = 4) AS failed,
        count(*) FILTER (WHERE status = 5) AS cancelled,
@@ -37,12 +37,12 @@ WITH hours AS (
     SELECT l.hour, l.completed, l.failed, l.cancelled, l.buckets, l.counts
     FROM zapjobs.sse_run_hours_v1(%(cut)s, %(until)s, %(job_type)s::text) AS l
 ), binned AS (
-    SELECT TIMESTAMP 'epoch' + floor(extract(epoch FROM hour) / %(width)s)
-               * %(width)s * interval '1 second' AS start, *
+    SELECT date_bin(make_interval(secs => %(width)s), hour, TIMESTAMP '2000-01-01') AS start, *
     FROM hours
 ), histogram AS (
     SELECT b.start, u.bucket, sum(u.n)::integer AS n
     FROM binned AS b, unnest(b.buckets, b.counts) AS u(bucket, n)
+    WHERE %(durations)s  -- the overview chart shows counts only
     GROUP BY 1, 2
 ), totals AS (
     SELECT start, sum(completed)::integer AS completed, sum(failed)::integer AS failed,
@@ -102,6 +102,33 @@ WITH hours AS (
 ), removed AS (
     DELETE FROM zapjobs.sse_run_hours AS s
     WHERE s.hour IN (SELECT hour FROM hours)
+      AND NOT EXISTS (
+          SELECT FROM computed AS c WHERE c.job_type_id = s.job_type_id AND c.hour = s.hour
+      )
+)
+INSERT INTO zapjobs.sse_run_hours AS s (
+    job_type_id, hour, completed, failed, cancelled, buckets, counts
+)
+SELECT * FROM computed
+ON CONFLICT (job_type_id, hour) DO UPDATE SET
+    completed = excluded.completed,
+    failed = excluded.failed,
+    cancelled = excluded.cancelled,
+    buckets = excluded.buckets,
+    counts = excluded.counts
+
+-- name: rollup_work_mem --
+-- A month of runs grouped by job type, hour and bucket: hashed in memory, not spilled.
+SET LOCAL work_mem = '64MB'
+
+-- name: rewrite_run_hours --
+-- The rollup rows of every hour in [%(since)s, %(until)s) (%(since)s a whole hour),
+-- recomputed from zapjobs.runs in one pass: the rebuild at start and after a lost feed.
+WITH computed AS (
+    SELECT * FROM zapjobs.sse_run_hours_v1(%(since)s, %(until)s, NULL)
+), removed AS (
+    DELETE FROM zapjobs.sse_run_hours AS s
+    WHERE s.hour >= %(since)s AND s.hour < %(until)s
       AND NOT EXISTS (
           SELECT FROM computed AS c WHERE c.job_type_id = s.job_type_id AND c.hour = s.hour
       )

@@ -40,6 +40,60 @@ SELECT
         AS total_log_entries_estimated,
     (SELECT count(*) FROM zapjobs.dead_letter WHERE status = 0) AS dead_letter_count
 
+-- name: queues --
+-- Every queue of a definition or of a Pending or Running run, by name. Pending is status
+-- 0 alone (what the Pending card counts): Scheduled runs are not due, and ZapJobs puts a
+-- due AwaitingRetry run back to Pending. A Pending run is due since its scheduled_at when
+-- that is later than its creation and past, since its creation otherwise: never before
+-- its creation, so the oldest due run is among those created no later than the moment
+-- the first-created one became due (one row of idx_runs_pending, usually). The counts
+-- read live work only (idx_runs_pending, idx_runs_status), never the history.
+WITH clock AS (
+    SELECT now() AT TIME ZONE 'utc' AS now
+), pending AS (
+    SELECT queue, count(*) AS pending
+    FROM zapjobs.runs
+    WHERE status = 0
+    GROUP BY queue
+), oldest AS (
+    SELECT p.queue, (
+        SELECT min(CASE WHEN r.scheduled_at > r.created_at AND r.scheduled_at <= clock.now
+                        THEN r.scheduled_at ELSE r.created_at END)
+        FROM zapjobs.runs AS r
+        WHERE r.status = 0 AND r.queue = p.queue AND r.created_at <= first.due
+    ) AS since
+    FROM pending AS p, clock
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN f.scheduled_at > f.created_at AND f.scheduled_at <= clock.now
+                    THEN f.scheduled_at ELSE f.created_at END AS due
+        FROM zapjobs.runs AS f
+        WHERE f.status = 0 AND f.queue = p.queue
+        ORDER BY f.created_at
+        LIMIT 1
+    ) AS first
+), running AS (
+    SELECT queue, count(*) AS running
+    FROM zapjobs.runs
+    WHERE status = 2
+    GROUP BY queue
+), names AS (
+    SELECT queue FROM zapjobs.definitions
+    UNION SELECT queue FROM pending
+    UNION SELECT queue FROM running
+)
+SELECT n.queue,
+       coalesce(p.pending, 0) AS pending,
+       coalesce(r.running, 0) AS running,
+       o.since AS oldest_pending_since,
+       CASE WHEN o.since IS NOT NULL THEN greatest(0, extract(
+           epoch FROM (SELECT now FROM clock) - o.since))::float8
+       END AS oldest_pending_age_seconds
+FROM names AS n
+LEFT JOIN pending AS p USING (queue)
+LEFT JOIN oldest AS o USING (queue)
+LEFT JOIN running AS r USING (queue)
+ORDER BY n.queue
+
 -- name: runs_by_ids --
 SELECT * FROM zapjobs.runs WHERE id = ANY(%(ids)s::uuid[])
 
@@ -61,9 +115,61 @@ LIMIT 2
 SELECT * FROM zapjobs.runs
 WHERE (%(status)s::int IS NULL OR status = %(status)s::int)
   AND (%(job_type)s::text IS NULL OR job_type_id = %(job_type)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(before_created)s::timestamp IS NULL
        OR (created_at, id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
 ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: search_window_start --
+-- The key of the window-th newest run (none when there are fewer runs): an index-only
+-- walk of sse_runs_created_idx. Read apart from search_runs so that the planner of the
+-- search knows how many rows its window holds.
+SELECT created_at, id FROM zapjobs.runs
+ORDER BY created_at DESC, id DESC
+OFFSET %(window)s - 1 LIMIT 1
+
+-- name: search_runs --
+-- The runs search, newest first, keyset-paged like list_runs. Two branches, each on its
+-- own index, merged by key: the text (and a short id prefix) among the runs from the
+-- window's oldest key on (search_window_start), read newest first; a long id prefix
+-- over the primary key, at any age. The driver interpolates the parameters, so the
+-- planner drops the branch and the text test a search does not use.
+WITH found AS (
+    (SELECT r.created_at, r.id FROM zapjobs.runs r
+     WHERE (r.created_at, r.id) >= (%(start_created)s::timestamp, %(start_id)s::uuid)
+       AND (%(before_created)s::timestamp IS NULL
+            OR (r.created_at, r.id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
+       AND (%(status)s::int IS NULL OR r.status = %(status)s::int)
+       AND (%(job_type)s::text IS NULL OR r.job_type_id = %(job_type)s::text)
+       AND (%(queue)s::text IS NULL OR r.queue = %(queue)s::text)
+       -- A column holds the text when, folded to lower case, it holds the text's longest
+       -- ASCII piece folded A-Z alone (the "C" lower: a byte loop, several times faster
+       -- than the locale's), and, for text beyond ASCII, the whole text as the locale's
+       -- lower() folds both: that costs only where the piece was found.
+       AND ((r.id >= %(low)s::uuid AND r.id <= %(high)s::uuid)
+            OR (strpos(lower(r.error_message COLLATE "C"), lower(%(piece)s COLLATE "C")) > 0
+                AND (%(ascii)s OR strpos(lower(r.error_message), lower(%(text)s)) > 0))
+            OR (strpos(lower(r.error_type COLLATE "C"), lower(%(piece)s COLLATE "C")) > 0
+                AND (%(ascii)s OR strpos(lower(r.error_type), lower(%(text)s)) > 0))
+            OR (strpos(lower(r.input_json COLLATE "C"), lower(%(piece)s COLLATE "C")) > 0
+                AND (%(ascii)s OR strpos(lower(r.input_json), lower(%(text)s)) > 0)))
+     ORDER BY r.created_at DESC, r.id DESC
+     LIMIT %(limit)s)
+    UNION
+    (SELECT r.created_at, r.id FROM zapjobs.runs r
+     WHERE %(ids_everywhere)s
+       AND r.id >= %(low)s::uuid AND r.id <= %(high)s::uuid
+       AND (%(before_created)s::timestamp IS NULL
+            OR (r.created_at, r.id) < (%(before_created)s::timestamp, %(before_id)s::uuid))
+       AND (%(status)s::int IS NULL OR r.status = %(status)s::int)
+       AND (%(job_type)s::text IS NULL OR r.job_type_id = %(job_type)s::text)
+       AND (%(queue)s::text IS NULL OR r.queue = %(queue)s::text)
+     ORDER BY r.created_at DESC, r.id DESC
+     LIMIT %(limit)s)
+)
+SELECT r.* FROM found JOIN zapjobs.runs r ON r.id = found.id
+ORDER BY found.created_at DESC, found.id DESC
 LIMIT %(limit)s
 
 -- name: logs_after --

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -44,10 +45,17 @@ async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(await readmodel.current_stats(request.app))
 
 
+async def get_queues(request: web.Request) -> web.Response:
+    return web.json_response(await readmodel.current_queues(request.app))
+
+
 async def get_runs(request: web.Request) -> web.Response:
-    runs = parse_run_filter(request.query)
+    runs = parse_run_filter(request.query, request.app[SETTINGS].search_window)
     rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
-    return web.json_response({"runs": [run_summary_wire(row) for row in rows], "next": next_cursor})
+    body: dict[str, Any] = {"runs": [run_summary_wire(row) for row in rows], "next": next_cursor}
+    if runs.search is not None:
+        body["searchWindow"] = runs.search.window  # older runs were not searched
+    return web.json_response(body)
 
 
 def run_id_of(request: web.Request) -> str:
@@ -132,6 +140,7 @@ def setup_api(app: web.Application) -> None:
         return web.Response(text=spec_body, content_type="application/json")
 
     app.router.add_get(f"{base}/stats", get_stats, name="api_stats")
+    app.router.add_get(f"{base}/queues", get_queues, name="api_queues")
     app.router.add_get(f"{base}/runs", get_runs, name="api_runs")
     app.router.add_get(f"{base}/runs/{{id}}", get_run, name="api_run")
     app.router.add_get(f"{base}/runs/{{id}}/logs", get_run_logs, name="api_run_logs")

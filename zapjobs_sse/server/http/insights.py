@@ -205,7 +205,10 @@ async def insights(
 ) -> dict[str, Any]:
     """The insights answer of the API (for job_type None: of all job types, no errors)."""
     since, until = chosen.bounds(now or utc_now())
-    if chosen.exact:
+    # All job types over more than an hour (the overview): the rollups, whose counts are
+    # exact too; its durations are not shown.
+    exact = chosen.exact and (job_type is not None or chosen.span <= HOUR)
+    if exact:
         total, per_bucket = await _exact(database, job_type, since, until, chosen.width)
     else:
         total, per_bucket = await _estimated(database, hours, job_type, since, until, chosen.width)
@@ -232,7 +235,7 @@ async def insights(
         "range": chosen.name,
         "from": timestamp(since),
         "to": timestamp(until),
-        "estimated": not chosen.exact,
+        "estimated": not exact,
         "completed": total["completed"],
         "failed": total["failed"],
         "cancelled": total["cancelled"],
@@ -280,6 +283,9 @@ class InsightsCache:
         future: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(
             insights(self._database, self._hours, job_type, chosen)
         )
+        # Retrieved here too, so that a failure nobody awaits any more is not reported
+        # as "never retrieved" (the next asker computes it again).
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._entries[key] = _Entry(now, version, future)
         self.computed += 1
         if len(self._entries) > 1000:  # job types come and go: forget the oldest

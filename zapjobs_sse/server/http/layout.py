@@ -9,6 +9,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..keys import CAN_SIGN_OUT, SETTINGS
+from ..live.wire import timestamp
 from .auth.authenticator import AUTHENTICATOR, PRINCIPAL
 from .notice import forget_notice, read_notice
 from .times import format_time, utc_now
@@ -29,7 +30,11 @@ def render_page(
     context["base"] = settings.normalized_base_path
     context["poll_interval_ms"] = int(settings.poll_interval * 1000)
     context.setdefault("page", "error")
-    context["rendered_at"] = format_time(utc_now())
+    now = utc_now()
+    context["rendered_at"] = format_time(now)
+    # To the millisecond: times.js takes the browser's offset from the server's clock
+    # from it, and the ages it keeps ticking count seconds.
+    context["rendered_at_iso"] = timestamp(now)
     context["can_sign_out"] = request.get(CAN_SIGN_OUT, False)
     context["can_act"] = principal is not None and principal.is_operator and not settings.read_only
     context["csrf_token"] = request.app[AUTHENTICATOR].csrf_token(request)

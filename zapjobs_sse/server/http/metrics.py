@@ -103,12 +103,13 @@ class _AppCollector(Collector):
         if stats is not None:
             yield CounterMetricFamily(
                 f"{PREFIX}_stats_refreshes",
-                "Stats queries run (one per coalesced burst of changes, or per refresh).",
+                "Refreshes of the stats and the queues, one query each time (one per "
+                "coalesced burst of changes, or per refresh interval).",
                 value=stats.refreshes,
             )
             yield GaugeMetricFamily(
                 f"{PREFIX}_stats_refresh_duration_seconds",
-                "Duration of the latest stats query.",
+                "Duration of the latest refresh of the stats and the queues.",
                 stats.last_duration,
             )
         cache = app.get(INSIGHTS)

@@ -107,11 +107,18 @@ def format_duration(ms: int | None) -> str:
 
 
 def format_elapsed(ms: int | None) -> str:
-    """How long a running run has been running, in whole seconds."""
+    """How long something has lasted so far (a running run, the wait of a queue's oldest
+    pending run): whole seconds, then minutes, hours and days."""
     if ms is None:
         return ""
     seconds = max(0, ms // 1000)
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
 def running_for(run: dict[str, Any], now: datetime) -> int | None:
@@ -338,9 +345,11 @@ async def overview(request: web.Request) -> dict[str, Any]:
     stats = await readmodel.current_stats(request.app)
     runs, _ = await readmodel.list_run_rows(database, RunFilter(None, None, None, RECENT_RUNS))
     workers = await _workers_with_runs(request.app)
+    queues = await readmodel.current_queues(request.app)
     return chart | {
         "title": "Overview",
         "stats": stats,
+        "queues": queues,
         "cards": STAT_CARDS,
         "runs": [run_summary_wire(row) for row in runs],
         "workers": workers,
@@ -350,14 +359,20 @@ async def overview(request: web.Request) -> dict[str, Any]:
 
 @page("runs.html", "runs")
 async def runs_page(request: web.Request) -> dict[str, Any]:
-    runs = parse_run_filter(request.query)
+    runs = parse_run_filter(request.query, request.app[SETTINGS].search_window)
     rows, next_cursor = await readmodel.list_run_rows(request.app[DATABASE], runs)
     first_page = runs.before is None
+    search = runs.search
+    filters = {"job_type": runs.job_type, "queue": runs.queue, "q": search.text if search else None}
     return {
         "title": "Runs",
         "runs": [run_summary_wire(row) for row in rows],
-        **_status_list(RUN_STATUSES, runs.status, next_cursor, first_page, job_type=runs.job_type),
+        **_status_list(RUN_STATUSES, runs.status, next_cursor, first_page, **filters),
         "job_type": runs.job_type or "",
+        "queue": runs.queue or "",
+        "q": search.text if search else "",
+        "search_window": request.app[SETTINGS].search_window,
+        "ids_everywhere": search.id_prefix if search and search.ids_everywhere else "",
         "page_size": runs.limit,
     }
 
@@ -446,6 +461,11 @@ async def job_page(request: web.Request) -> dict[str, Any]:
     }
 
 
+@page("queues.html", "queues")
+async def queues_page(request: web.Request) -> dict[str, Any]:
+    return {"title": "Queues", "queues": await readmodel.current_queues(request.app)}
+
+
 @page("workers.html", "workers")
 async def workers_page(request: web.Request) -> dict[str, Any]:
     return {"title": "Workers", "workers": await _workers_with_runs(request.app)}
@@ -503,8 +523,16 @@ def _ago(value: str | None) -> str:
     return format_relative(value, utc_now())
 
 
+def _age(value: str | None) -> str:
+    """The time elapsed since a wire timestamp: "12 min 5 s" (times.js keeps it ticking)."""
+    if not value:
+        return ""
+    return format_elapsed((utc_now() - _wire_time(value)) // timedelta(milliseconds=1))
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "ago": _ago,
+    "age": _age,
     "error_heading": error_heading,
     "log_time": format_log_time,
     "progress_view": progress_view,
@@ -539,6 +567,7 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get(f"{base}/runs/{{id}}", run_page, name="page_run")
     app.router.add_get(f"{base}/jobs", jobs_page, name="page_jobs")
     app.router.add_get(f"{base}/jobs/{{id}}", job_page, name="page_job")
+    app.router.add_get(f"{base}/queues", queues_page, name="page_queues")
     app.router.add_get(f"{base}/workers", workers_page, name="page_workers")
     app.router.add_get(f"{base}/dead-letter", dead_letter_page, name="page_dead_letter")
     app.router.add_get(f"{base}/activity", activity_page, name="page_activity")

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_PARAMETER_LENGTH",
     "DeadLetterFilter",
     "RunFilter",
+    "RunSearch",
     "StreamParams",
     "form_fields",
     "header_last_event_id",
@@ -41,10 +42,13 @@ __all__ = [
     "parse_range",
     "parse_run_filter",
     "parse_run_id_prefix",
+    "parse_text_filter",
     "parse_uuid",
+    "run_id_digits",
 ]
 
 MAX_PARAMETER_LENGTH = 255
+MAX_SEARCH_LENGTH = 200
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_LOG_PAGE = 5000
@@ -53,11 +57,12 @@ MIN_ID_PREFIX = 8
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 _NO_NAMES: Final[frozenset[str]] = frozenset()
-# The global part of a stream that names no topics: the audit trail only when asked for.
-DEFAULT_TOPICS: Final = TOPICS - {"activity"}
+# The global part of a stream that names no topics: the audit trail and the queues only
+# when asked for (the pages that show them ask).
+DEFAULT_TOPICS: Final = TOPICS - {"activity", "queues"}
 
 
-def one(query: MultiMapping[str], name: str) -> str | None:
+def one(query: MultiMapping[str], name: str, max_length: int = MAX_PARAMETER_LENGTH) -> str | None:
     """The single value of a parameter (None if absent); 400 when repeated or too long."""
     values = query.getall(name, [])
     if not values:
@@ -65,8 +70,8 @@ def one(query: MultiMapping[str], name: str) -> str | None:
     if len(values) > 1:
         bad_request(f"{name}: give it at most once")
     value = values[0]
-    if len(value) > MAX_PARAMETER_LENGTH:
-        bad_request(f"{name}: longer than {MAX_PARAMETER_LENGTH} characters")
+    if len(value) > max_length:
+        bad_request(f"{name}: longer than {max_length} characters")
     return value
 
 
@@ -85,15 +90,24 @@ def parse_uuid(name: str, text: str) -> str:
         bad_request(f"{name}: {text[:64]!r} is not a UUID")
 
 
-def parse_run_id_prefix(name: str, text: str) -> str:
-    """A run id or the start of one, as lower-case hex digits without hyphens: a whole
-    UUID (in any form uuid.UUID reads), or its first 8 hex digits or more (hyphens
-    ignored, as in a piece of the canonical text); 400 otherwise."""
+def run_id_digits(text: str) -> str | None:
+    """A run id or the start of one as lower-case hex digits without hyphens (1 to 32): a
+    whole UUID (in any form uuid.UUID reads), or hex digits (hyphens ignored, as in a piece
+    of the canonical text); None when the text is neither."""
     with contextlib.suppress(ValueError):
         if len(text) <= 64:
             return uuid.UUID(text).hex
     digits = text.replace("-", "").lower()
-    if not MIN_ID_PREFIX <= len(digits) <= 32 or not _HEX_DIGITS.issuperset(digits):
+    if 1 <= len(digits) <= 32 and _HEX_DIGITS.issuperset(digits):
+        return digits
+    return None
+
+
+def parse_run_id_prefix(name: str, text: str) -> str:
+    """A run id or its first 8 hex digits or more, as run_id_digits gives them; 400
+    otherwise."""
+    digits = run_id_digits(text)
+    if digits is None or len(digits) < MIN_ID_PREFIX:
         bad_request(
             f"{name}: {text[:64]!r} is neither a run id nor its first "
             f"{MIN_ID_PREFIX} hex digits or more"
@@ -152,32 +166,66 @@ def parse_log_after(query: MultiMapping[str]) -> tuple[str | None, LogCursor]:
 
 
 @dataclass(frozen=True, slots=True)
+class RunSearch:
+    """The runs search (`q`): its text, the run id prefix it also is (hex digits, or None),
+    and how many of the newest runs it looks through (--search-window)."""
+
+    text: str
+    id_prefix: str | None
+    window: int
+
+    @property
+    def ids_everywhere(self) -> bool:
+        """An id prefix as long as the short ids of the tables (or a whole id) is matched
+        among all runs (a range of the primary key); a shorter one within the window."""
+        return self.id_prefix is not None and len(self.id_prefix) >= MIN_ID_PREFIX
+
+
+@dataclass(frozen=True, slots=True)
 class RunFilter:
-    """The filters of the run list: status, job type, page key and page size."""
+    """The filters of the run list: status, job type, page key, page size, queue and the
+    search (None without `q`)."""
 
     status: int | None
     job_type: str | None
     before: RunPageKey | None
     limit: int
+    queue: str | None = None
+    search: RunSearch | None = None
+
+
+def parse_text_filter(
+    query: MultiMapping[str], name: str, max_length: int = MAX_PARAMETER_LENGTH
+) -> str | None:
+    """A text filter of a list (`job_type`, `queue`, `q`): None when absent or blank; 400
+    when repeated, too long or holding NUL characters (which PostgreSQL text cannot)."""
+    text = one(query, name, max_length)
+    if text is None or not text.strip():
+        return None
+    if "\x00" in text:
+        bad_request(f"{name}: must not contain NUL characters")
+    return text
 
 
 def parse_job_type(query: MultiMapping[str]) -> str | None:
     """The `job_type` filter of a list (None when absent or blank)."""
-    job_type = one(query, "job_type")
-    if job_type is not None and not job_type.strip():
-        job_type = None
-    if job_type is not None and "\x00" in job_type:
-        bad_request("job_type: must not contain NUL characters")
-    return job_type
+    return parse_text_filter(query, "job_type")
 
 
-def parse_run_filter(query: MultiMapping[str]) -> RunFilter:
+def parse_run_filter(query: MultiMapping[str], search_window: int) -> RunFilter:
+    """The run list's filters; `q` (trimmed) searches the `search_window` newest runs."""
     status = parse_enum(query, "status", RUN_STATUSES)
     job_type = parse_job_type(query)
+    queue = parse_text_filter(query, "queue")
+    text = parse_text_filter(query, "q", MAX_SEARCH_LENGTH)
     key = parse_page_key(query)
     limit = parse_limit(query, DEFAULT_PAGE, MAX_PAGE)
     before = RunPageKey(key[0], key[1]) if key else None
-    return RunFilter(status, job_type, before, limit)
+    search = None
+    if text is not None:
+        text = text.strip()
+        search = RunSearch(text, run_id_digits(text), search_window)
+    return RunFilter(status, job_type, before, limit, queue, search)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """What the JSON API and the pages both read: pages of runs and dead letter, stats,
-workers and the overview chart, in the wire shapes of the stream."""
+queues, workers and the overview chart, in the wire shapes of the stream."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from aiohttp import web
 from ...db import Database, Row
 from ...db.cursors import LogCursor
 from ..keys import BRIDGE, DATABASE, SETTINGS, STATS
-from ..live.wire import stats_wire, worker_state, worker_wire
+from ..live.wire import queue_wire, stats_wire, worker_state, worker_wire
 from .params import DeadLetterFilter, RunFilter
 
 __all__ = [
     "chart_wire",
+    "current_queues",
     "current_stats",
     "current_workers",
     "job_type_known",
@@ -41,10 +42,29 @@ def _one_page(rows: list[Row], limit: int, stamp: str) -> tuple[list[Row], str |
 
 
 async def list_run_rows(database: Database, runs: RunFilter) -> tuple[list[Row], str | None]:
-    """One page of runs (newest first) and the cursor of the next page, if there is one."""
-    rows = await database.list_runs(
-        status=runs.status, job_type=runs.job_type, before=runs.before, limit=runs.limit + 1
-    )
+    """One page of runs (newest first) and the cursor of the next page, if there is one:
+    the list, or the search's matches when the filter has one."""
+    search = runs.search
+    if search is None:
+        rows = await database.list_runs(
+            status=runs.status,
+            job_type=runs.job_type,
+            queue=runs.queue,
+            before=runs.before,
+            limit=runs.limit + 1,
+        )
+    else:
+        rows = await database.search_runs(
+            text=search.text,
+            id_prefix=search.id_prefix,
+            ids_everywhere=search.ids_everywhere,
+            window=search.window,
+            status=runs.status,
+            job_type=runs.job_type,
+            queue=runs.queue,
+            before=runs.before,
+            limit=runs.limit + 1,
+        )
     return _one_page(rows, runs.limit, "created_at")
 
 
@@ -75,6 +95,15 @@ async def current_stats(app: web.Application) -> dict[str, Any]:
     if stats.latest is not None and app[BRIDGE].listening.is_set():
         return stats.latest
     return stats_wire(await app[DATABASE].stats(app[SETTINGS].stats_exact_limit))
+
+
+async def current_queues(app: web.Application) -> list[dict[str, Any]]:
+    """The coalescer's latest queues (ages counted on to now) while the bridge keeps them
+    fresh; a query otherwise."""
+    queues = app[STATS].queues()
+    if queues is not None and app[BRIDGE].listening.is_set():
+        return queues
+    return [queue_wire(row) for row in await app[DATABASE].queues()]
 
 
 async def current_workers(app: web.Application) -> list[dict[str, Any]]:

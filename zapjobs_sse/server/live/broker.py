@@ -36,7 +36,7 @@ __all__ = [
 
 log = structlog.get_logger("zapjobs_sse.server.live.broker")
 
-TOPICS: Final = frozenset({"stats", "runs", "workers", "activity"})
+TOPICS: Final = frozenset({"stats", "runs", "workers", "activity", "queues"})
 
 # Audience kinds: who an event is for.
 ALL: Final = "all"
@@ -82,7 +82,7 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """The current state of a topic (the stats): what a stream gets on connect."""
+    """The current state of a topic (the stats, the queues): what a stream gets on connect."""
 
     seq: int
     name: str

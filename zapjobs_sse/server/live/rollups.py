@@ -4,6 +4,7 @@ with zapjobs.runs, from the run changes the bridge already reads."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -85,24 +86,26 @@ class RunHours:
 
     async def rebuild(self) -> None:
         """Recompute every hour of the window and forget the hours older than it."""
+        started = time.monotonic()
         now = utc_now()
         oldest = hour_of(now) - timedelta(days=ROLLUP_DAYS) - HOUR
         await self._write(oldest, now)
         await self._database.forget_run_hours(oldest)
         self.rebuilds += 1
         self.ready.set()
+        log.info(
+            "rollups_rebuilt",
+            since=oldest.isoformat(),
+            seconds=round(time.monotonic() - started, 2),
+        )
 
     async def _write(self, since: datetime, now: datetime) -> None:
-        hours = []
-        hour = hour_of(since)
-        while hour <= now:
-            hours.append(hour)
-            hour += HOUR
-        await self._database.recompute_run_hours(hours)
-        self._written(hours, now)
+        since = hour_of(since)
+        await self._database.rewrite_run_hours(since, hour_of(now) + HOUR)
+        self._written(int((hour_of(now) - since) / HOUR) + 1, now)
 
-    def _written(self, hours: list[datetime], now: datetime) -> None:
-        self.hours_written += len(hours)
+    def _written(self, hours: int, now: datetime) -> None:
+        self.hours_written += hours
         self.writes += 1
         self._written_until = now
 
@@ -117,7 +120,7 @@ class RunHours:
         elif self._dirty:
             hours, self._dirty = sorted(self._dirty), set()
             await self._database.recompute_run_hours(hours)
-            self._written(hours, now)
+            self._written(len(hours), now)
 
     async def run(self) -> None:
         delay = 1.0

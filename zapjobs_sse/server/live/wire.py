@@ -23,6 +23,8 @@ __all__ = [
     "enum_value",
     "job_wire",
     "log_wire",
+    "queue_wire",
+    "queues_event",
     "run_summary_wire",
     "run_wire",
     "stats_wire",
@@ -101,6 +103,7 @@ def run_summary_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "jobTypeId": row["job_type_id"],
+        "queue": row["queue"],
         "status": enum_name(RUN_STATUSES, row["status"]),
         "progress": row["progress"],
         "total": row["total"],
@@ -181,6 +184,30 @@ def stats_wire(row: Mapping[str, Any]) -> dict[str, Any]:
         "totalLogEntries": row["total_log_entries"],
         "deadLetterCount": row["dead_letter_count"],
         "estimated": estimated,
+    }
+
+
+def queue_wire(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A queue as GET {base}/api/queues answers it: its Pending and Running runs and how
+    long the oldest Pending run has been due (null when none is pending)."""
+    age = row["oldest_pending_age_seconds"]
+    return {
+        "queue": row["queue"],
+        "pending": row["pending"],
+        "running": row["running"],
+        "oldestPendingAgeSeconds": None if age is None else round(age, 3),
+        "oldestPendingSince": timestamp(row["oldest_pending_since"]),
+    }
+
+
+def queues_event(queues: list[dict[str, Any]]) -> dict[str, Any]:
+    """QueuesUpdated: the queues without their ages, which change every instant (a client
+    counts them from oldestPendingSince); so the event changes only when the queues do."""
+    return {
+        "queues": [
+            {key: value for key, value in queue.items() if key != "oldestPendingAgeSeconds"}
+            for queue in queues
+        ]
     }
 
 
