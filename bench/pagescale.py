@@ -363,13 +363,15 @@ class Client:
             raise ContractError(f"GET {path} answered {status}{reason}")
         return body, seconds
 
-    def computed(self) -> int | None:
-        """The server's count of insights answers computed (None if it has none)."""
+    def metrics(self) -> dict[str, float]:
+        """The server's /metrics, sample by name (labels left out)."""
         body, _ = self.ok(f"{BASE}/metrics")
+        samples = {}
         for line in body.decode().splitlines():
-            if line.startswith("zapjobs_sse_insights_computed_total"):
-                return int(float(line.rsplit(" ", 1)[1]))
-        return None
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name.split("{", 1)[0]] = float(value)
+        return samples
 
     def reconnect(self) -> None:
         self._connection.close()
@@ -387,7 +389,7 @@ FINISH_SQL = (
     " FROM unnest(%s::text[], %s::text[]) AS finished(job, queue)"
 )
 # The two histories (runs) and how much each figure is timed, in quick and in full mode.
-QUICK = ((10_000, 100_000), Rounds(2, 6, 2.0))
+QUICK = ((10_000, 60_000), Rounds(2, 6, 2.0))
 FULL = ((10_000, 2_000_000), Rounds(5, 25, 30.0))
 # An answer is reused for at least a second (insights.MIN_AGE): the next turn waits longer.
 TURN_PAUSE = 1.2
@@ -549,12 +551,19 @@ def _served(clients: list[Client], figures: list[Figure], rounds: Rounds) -> lis
 
 @dataclass
 class Computed:
-    """The computed figures' times (by figure index, then history) and how many of those
-    answers the servers counted as computed."""
+    """The computed figures' times (by figure index, then history), how many of those
+    answers the servers counted as computed, and the servers' background refresh of the
+    stats and the queues after each turn's changes (ms, by history)."""
 
     times: dict[int, list[list[float]]]
+    refreshes: list[list[float]]
     asked: int = 0
     counted: int | None = 0  # None: a server does not count them
+
+
+COMPUTED_METRIC = "zapjobs_sse_insights_computed_total"
+REFRESH_ROW = "queues and stats: the server's refresh after changes (its /metrics)"
+REFRESH_METRIC = "zapjobs_sse_stats_refresh_duration_seconds"
 
 
 def _computed(
@@ -563,24 +572,31 @@ def _computed(
     """Turns of: a run of each job type finishes on every history; after TURN_PAUSE, each
     figure on each history once (each answer computed afresh)."""
     paths = [history.figures() for history in histories]
-    computed = Computed({index: [[] for _ in histories] for index in figures})
+    computed = Computed(
+        {index: [[] for _ in histories] for index in figures}, [[] for _ in histories]
+    )
     stop_at = time.monotonic() + 4 * rounds.budget
     turn = 0
-    while figures and turn < rounds.samples and (turn < 3 or time.monotonic() < stop_at):
+    while turn < rounds.samples and (turn < 3 or time.monotonic() < stop_at):
         for history in histories:
             history.finish_runs()
-        time.sleep(TURN_PAUSE)
-        before = [client.computed() for client in clients]
+        time.sleep(TURN_PAUSE)  # also past the stats' coalescing: they were refreshed
+        before = [client.metrics() for client in clients]
         for index in figures:
             for client, history_paths, measured in zip(
                 clients, paths, computed.times[index], strict=True
             ):
                 measured.append(client.ok(history_paths[index].path)[1] * 1000)
-        after = [client.computed() for client in clients]
+        after = [client.metrics() for client in clients]
+        for metrics, refreshes in zip(before, computed.refreshes, strict=True):
+            if REFRESH_METRIC in metrics:
+                refreshes.append(metrics[REFRESH_METRIC] * 1000)
         computed.asked += len(figures) * len(clients)
-        counts = [*before, *after]
-        if computed.counted is not None and all(count is not None for count in counts):
-            computed.counted += sum((a or 0) - (b or 0) for a, b in zip(after, before, strict=True))
+        if computed.counted is not None and all(COMPUTED_METRIC in m for m in before + after):
+            computed.counted += sum(
+                int(a[COMPUTED_METRIC] - b[COMPUTED_METRIC])
+                for a, b in zip(after, before, strict=True)
+            )
         else:
             computed.counted = None
         turn += 1
@@ -756,6 +772,16 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
                     Ratio(growth, RATIO_LIMIT, at_least=False),
                 )
             )
+    # What each change costs in the background (not on a request's path): the queues and
+    # the stats are one query, which the server runs again after changes.
+    small_refresh, large_refresh = (
+        Timing.of(refreshes) if refreshes else None for refreshes in computed.refreshes
+    )
+    ratio = _ratio(small_refresh, large_refresh)
+    cells = ["-", "-", _cell(small_refresh), _cell(large_refresh)]
+    ratio_cell = "-" if ratio is None else f"{ratio:.2f}x"
+    result.rows.append([REFRESH_ROW, "-", *cells, ratio_cell, "- (reported; in the background)"])
+    print(f"bench:   {REFRESH_ROW}: {cells[2]} / {cells[3]}, {ratio_cell}", flush=True)
     answered = sum(all(isinstance(outcome, Timing) for outcome in row) for row in served)
     result.targets.insert(
         0,
