@@ -244,6 +244,8 @@ class Figure:
 
 @dataclass(frozen=True)
 class Timing:
+    """The median and p95 of one figure's samples on one history, in ms."""
+
     median_ms: float
     p95_ms: float
     samples: int
