@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from zapjobs_sse.db import DatabaseUnavailable
 from zapjobs_sse.server.http.insights import (
     RANGES,
     InsightsCache,
@@ -109,3 +110,35 @@ async def test_viewers_share_one_answer_until_a_run_of_its_job_type_finishes() -
     await asyncio.sleep(1.05)
     await cache.get(None, day)
     assert database.calls == 2
+
+
+class FailingDatabase:
+    """Rebuilds, then every write of the rollups fails (the database went away)."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    async def rewrite_run_hours(self, *args: Any) -> None:
+        self.writes += 1
+        if self.writes > 1:
+            raise DatabaseUnavailable("gone")
+
+    async def forget_run_hours(self, *args: Any) -> None:
+        pass
+
+    async def recompute_run_hours(self, *args: Any) -> None:
+        self.writes += 1
+        raise DatabaseUnavailable("gone")
+
+
+async def test_failed_rollup_writes_are_retried_at_the_interval_not_at_once() -> None:
+    database = FailingDatabase()
+    hours = RunHours(database, interval=0.1)  # type: ignore[arg-type]
+    task = asyncio.create_task(hours.run())
+    await asyncio.sleep(0.05)
+    hours.note([{"completed_at": datetime(2026, 12, 2), "status": 3, "job_type_id": "x"}])
+    hours.lost()
+    await asyncio.sleep(0.55)
+    task.cancel()
+    assert hours.ready.is_set()
+    assert 3 <= database.writes <= 8, database.writes

@@ -42,7 +42,6 @@ class RunHours:
         self._database = database
         self._interval = interval
         self._dirty: set[datetime] = set()
-        self._wake = asyncio.Event()
         self._written_until: datetime | None = None
         self._recover_since: datetime | None = None
         # Bumped whenever a run of the job type (key None: of any) finishes, so that
@@ -74,7 +73,6 @@ class RunHours:
         self._recover_since = min(since, self._recover_since or since) - HOUR
         for job_type in list(self.versions):
             self.versions[job_type] += 1
-        self._wake.set()
 
     def live_since(self, first_hour: datetime, now: datetime) -> datetime:
         """Where a reader whose range starts at `first_hour` switches from the rollups to
@@ -132,12 +130,9 @@ class RunHours:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
         while True:
-            try:
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            # A failed write is tried again at the next tick, never at once: the database
+            # may be down for a while.
+            await asyncio.sleep(self._interval)
             try:
                 await self.flush()
             except DatabaseError as error:
