@@ -181,22 +181,30 @@ class ReplicationStream:
         """Every message that has arrived, decoded; whole transactions are kept."""
         self._readable.clear()
         last_end: int | None = None
+        read_message, decode = self._cursor.read_message, self._decoder.decode
+        opened = self._open
         try:
-            while (message := self._cursor.read_message()) is not None:
-                decoded = self._decoder.decode(message.payload)
-                if isinstance(decoded, Begin):
-                    self._open = CommittedChanges(decoded.commit_time)
+            while (message := read_message()) is not None:
+                decoded = decode(message.payload)
+                if isinstance(decoded, RowChange):  # the commonest first
+                    if opened is not None:
+                        opened.add(decoded)
+                elif isinstance(decoded, Begin):
+                    opened = CommittedChanges(decoded.commit_time)
                 elif isinstance(decoded, Commit):
-                    if self._open is not None:
-                        self._committed.append(self._open)
-                    self._open = None
+                    if opened is not None:
+                        self._committed.append(opened)
+                    opened = None
                     last_end = decoded.end_lsn
-                elif decoded is not None and self._open is not None:
-                    self._open.add(decoded)
+                elif decoded is not None and opened is not None:
+                    opened.add(decoded)
             if last_end is not None:
+                # Recorded for psycopg2's own feedback, sent every status interval (10 s).
                 self._cursor.send_feedback(write_lsn=last_end, flush_lsn=last_end)
         except (psycopg2.Error, OSError) as error:
             raise _lost(error) from error
+        finally:
+            self._open = opened
 
     async def next_batch(self, wait: float) -> list[CommittedChanges] | None:
         """The transactions committed so far, waiting up to `wait` seconds for data;

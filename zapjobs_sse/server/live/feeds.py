@@ -142,9 +142,9 @@ class WalFeed:
     def _log(self, changes: ChangeSet, change: RowChange) -> None:
         if change.operation != "insert":
             return  # only the stats move, as with the triggers
-        run = str(change.row["run_id"])
+        run = str(change.value("run_id"))  # the line itself is decoded if its run is followed
         if change.complete:
-            changes.log_rows.setdefault(run, []).append(change.row)
+            changes.log_lines.setdefault(run, []).append(change)
         else:
             changes.log_runs.add(run)
 
