@@ -11,6 +11,7 @@ row by key. See "Logical Replication Message Formats" in the PostgreSQL document
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -217,6 +218,7 @@ def _string(data: bytes, at: int) -> tuple[str, int]:
     return data[at:end].decode("utf-8", "replace"), end + 1
 
 
+@functools.lru_cache(maxsize=1)  # a transaction's Begin and Commit carry the same time
 def _timestamp(micros: int) -> datetime:
     return _POSTGRES_EPOCH + timedelta(microseconds=micros)
 

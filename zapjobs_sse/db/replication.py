@@ -5,7 +5,8 @@ One logical replication connection per process, with a TEMPORARY slot of its own
 server never leaves a slot behind holding WAL), decoded by the built-in `pgoutput` plugin
 from the publication `zapjobs_sse`. Driven by the event loop: the socket is watched with
 `loop.add_reader`, `read_message()` is called until it returns None, and the position
-of every transaction read is confirmed with `send_feedback`. No thread, no polling loop.
+of every transaction read is recorded with `send_feedback` (psycopg2 reports it to the
+server every 10 s, its status interval, and at each check). No thread, no polling loop.
 
 Changes are handed over by transaction: those of a transaction whose Commit has not
 arrived yet are held back, so that a reader sees each transaction whole.
@@ -124,7 +125,15 @@ class ReplicationStream:
         self._decoder = PgOutputDecoder()
         self._open: CommittedChanges | None = None
         self._committed: list[CommittedChanges] = []
-        self._readable = asyncio.Event()
+        # Something may be there to read: set by the socket's reader callback, and at the
+        # start (libpq may hold what arrived while the stream was being started).
+        self._readable = True
+        # A bare future per wait and one lazily re-armed timer (as Subscription.wait): an
+        # asyncio.Event plus an asyncio.timeout per wake-up cost more than the wake-up.
+        self._waiter: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
         self._watching = False
 
     @classmethod
@@ -174,12 +183,52 @@ class ReplicationStream:
         return stream
 
     def _watch(self) -> None:
-        asyncio.get_running_loop().add_reader(self._raw.fileno(), self._readable.set)
+        asyncio.get_running_loop().add_reader(self._raw.fileno(), self._on_readable)
         self._watching = True
+
+    def _on_readable(self) -> None:
+        self._readable = True
+        self._wake(True)
+
+    def _wake(self, readable: bool) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(readable)
+
+    async def _readable_within(self, timeout: float) -> bool:
+        """Wait until there may be something to read; False after `timeout` seconds."""
+        if self._readable:
+            return True
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + timeout
+        if self._timer is None or self._deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = self._deadline
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        try:
+            return await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+
+    def _on_timer(self) -> None:
+        """The timer fires at the deadline of an earlier wait: re-arm it for the current one."""
+        self._timer = None
+        if self._waiter is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer_at = self._deadline
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        self._wake(False)
 
     def _read(self) -> None:
         """Every message that has arrived, decoded; whole transactions are kept."""
-        self._readable.clear()
+        self._readable = False
         last_end: int | None = None
         read_message, decode = self._cursor.read_message, self._decoder.decode
         opened = self._open
@@ -209,12 +258,10 @@ class ReplicationStream:
     async def next_batch(self, wait: float) -> list[CommittedChanges] | None:
         """The transactions committed so far, waiting up to `wait` seconds for data;
         None when the connection stayed silent that long."""
-        self._read()
+        if self._readable:
+            self._read()
         if not self._committed:
-            try:
-                async with asyncio.timeout(wait):
-                    await self._readable.wait()
-            except TimeoutError:
+            if not await self._readable_within(wait):
                 return None
             self._read()
         batch, self._committed = self._committed, []
@@ -227,16 +274,16 @@ class ReplicationStream:
             self._cursor.send_feedback(reply=True, force=True)
         except (psycopg2.Error, OSError) as error:
             raise _lost(error) from error
-        self._readable.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._readable.wait()
-        except TimeoutError:
-            raise DatabaseUnavailable("the replication connection did not answer") from None
+        self._readable = False
+        if not await self._readable_within(timeout):
+            raise DatabaseUnavailable("the replication connection did not answer")
         self._read()
 
     async def close(self) -> None:
         """Close the connection; PostgreSQL drops the temporary slot with it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._watching:
             with contextlib.suppress(ValueError, OSError):
                 asyncio.get_running_loop().remove_reader(self._raw.fileno())

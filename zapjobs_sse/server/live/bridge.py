@@ -22,7 +22,7 @@ from ...db import Database, DatabaseError, DatabaseUnavailable, Row
 from .broker import JOB_TYPE, RUN, TOPIC, Broker
 from .changes import ChangeSet
 from .feeds import Feed, open_feed
-from .frames import dumps
+from .frames import LazyJson
 from .logs import LogFollowing
 from .stats import StatsCoalescer
 from .wire import run_summary_wire, run_wire
@@ -213,9 +213,10 @@ class Bridge:
     def _publish_runs(self, rows: list[Row]) -> None:
         # Published whether or not anybody listens right now: the replay ring must hold
         # every change, or a client reconnecting with Last-Event-ID would miss some.
+        # Encoded when a stream takes them: most runs' details have no viewer.
         broker = self._broker
         for row in rows:
-            broker.publish("JobRunUpdated", dumps(run_summary_wire(row)), (TOPIC, "runs"))
-            detail = dumps(run_wire(row))
+            broker.publish("JobRunUpdated", LazyJson(run_summary_wire, row), (TOPIC, "runs"))
+            detail = LazyJson(run_wire, row)
             broker.publish("RunDetailUpdated", detail, (RUN, str(row["id"])))
             broker.publish("JobTypeRunUpdated", detail, (JOB_TYPE, str(row["job_type_id"])))

@@ -1,7 +1,9 @@
 """In-process fan-out: subscriptions, filters, per-client buffers and the replay ring.
 
 Each event is encoded to bytes once (frames.py) and the same bytes are appended to
-the buffer of every subscription that wants it. A subscription's buffer is bounded:
+the buffer of every subscription that wants it; an event published with its data still
+to make (a function) is encoded when a stream first takes it, so that events nobody
+receives (a run nobody watches) cost no encoding. A subscription's buffer is bounded:
 a client that stops reading is disconnected when it overflows, and comes back with
 Last-Event-ID (replayed from the ring when possible, `resync` otherwise).
 
@@ -28,6 +30,7 @@ __all__ = [
     "TOPICS",
     "Audience",
     "Broker",
+    "Data",
     "Event",
     "Sink",
     "StreamFilter",
@@ -69,15 +72,41 @@ class StreamFilter:
         return True
 
 
-@dataclass(slots=True)
+# An event's JSON, or the function that makes it when a stream first takes the event.
+Data = str | Callable[[], str]
+
+
 class Event:
-    seq: int
-    name: str
-    frame: bytes
-    audience: Audience
-    # The publisher's position of the event in its own sequence (a log line's cursor),
-    # for the publisher's replay checks; the broker never reads it.
-    key: object = None
+    """A published event, as the ring keeps it for replay."""
+
+    __slots__ = ("_data", "_frame", "_id", "audience", "key", "name", "seq")
+
+    def __init__(self, seq: int, event_id: str, name: str, data: Data, audience: Audience) -> None:
+        self.seq = seq
+        self.name = name
+        self.audience = audience
+        # The publisher's position of the event in its own sequence (a log line's cursor),
+        # for the publisher's replay checks; the broker never reads it.
+        self.key: object = None
+        self._id = event_id
+        self._data = data
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The event's frame, encoded on first use."""
+        frame = self._frame
+        if frame is None:
+            data = self._data
+            try:
+                frame = event_frame(self._id, self.name, data if isinstance(data, str) else data())
+            except (KeyError, TypeError, ValueError) as error:
+                # A row its event cannot be made of (e.g. a renamed column): the streams
+                # that take it reload instead, as after a failed read.
+                log.error("event_unencodable", name=self.name, error=repr(error))
+                frame = event_frame(self._id, "resync", dumps({"reason": "read_failed"}))
+            self._frame, self._data = frame, ""  # the row it was made of is let go
+        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +466,7 @@ class Broker:
     def publish(
         self,
         name: str,
-        data: str,
+        data: Data,
         audience: Audience,
         *,
         key: object = None,
@@ -446,17 +475,20 @@ class Broker:
     ) -> Event:
         """Encode once, keep for replay, queue for every registered stream that wants it.
 
-        `snapshot`: the event is its topic's current state, sent to each stream on
-        connect. `skip`: streams that already hold this event by other means.
+        `data`: the event's JSON, or a function that makes it, called when a stream first
+        takes the event (now, or at a replay; never, if no stream does). `snapshot`: the
+        event is its topic's current state, sent to each stream on connect. `skip`:
+        streams that already hold this event by other means.
         """
         self.seq += 1
-        event = Event(self.seq, name, event_frame(self.event_id(self.seq), name, data), audience)
+        if snapshot:
+            data = data if isinstance(data, str) else data()
+            self._snapshots[audience[1]] = _Snapshot(self.seq, name, data)
+        event = Event(self.seq, self.event_id(self.seq), name, data, audience)
         event.key = key
         if len(self._ring) == self._ring.maxlen:
             self.evicted = self._ring[0].seq
         self._ring.append(event)
-        if snapshot:
-            self._snapshots[audience[1]] = _Snapshot(self.seq, name, data)
         delivered = 0
         for sub in tuple(self._targets(audience)):
             if sub.registered and sub not in skip:
