@@ -127,10 +127,10 @@ class RowChange:
     @classmethod
     def _inserted(cls, data: bytes, at: int, layout: _Layout) -> RowChange:
         """An insert whose tuple, at `at` in `data`, is decoded when first read."""
-        relation = layout.relation
-        change = cls("insert", relation.schema, relation.name, {}, True, layout.key)
-        change._row = None
-        change._tuple = (data, at, layout)
+        change = cls.__new__(cls)  # one per log line: no __init__ to undo
+        change.operation, change.complete, change.keys_only = "insert", True, False
+        change.schema, change.table = layout.relation.schema, layout.relation.name
+        change.key, change._row, change._tuple = layout.key, None, (data, at, layout)
         return change
 
     @property

@@ -256,11 +256,11 @@ class ReplicationStream:
             self._open = opened
 
     async def next_batch(self, wait: float) -> list[CommittedChanges] | None:
-        """The transactions committed so far, waiting up to `wait` seconds for data;
-        None when the connection stayed silent that long."""
+        """The transactions committed so far, waiting for the first (the part of one that
+        has arrived is kept meanwhile); None when nothing arrived for `wait` seconds."""
         if self._readable:
             self._read()
-        if not self._committed:
+        while not self._committed:
             if not await self._readable_within(wait):
                 return None
             self._read()
