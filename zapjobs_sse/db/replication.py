@@ -27,6 +27,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from ..wakeup import Wakeup
 from .database import (
     _KEEPALIVES,
     DatabaseError,
@@ -128,12 +129,7 @@ class ReplicationStream:
         # Something may be there to read: set by the socket's reader callback, and at the
         # start (libpq may hold what arrived while the stream was being started).
         self._readable = True
-        # A bare future per wait and one lazily re-armed timer (as Subscription.wait): an
-        # asyncio.Event plus an asyncio.timeout per wake-up cost more than the wake-up.
-        self._waiter: asyncio.Future[bool] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self._deadline = 0.0
+        self._wakeup = Wakeup()
         self._watching = False
 
     @classmethod
@@ -188,43 +184,11 @@ class ReplicationStream:
 
     def _on_readable(self) -> None:
         self._readable = True
-        self._wake(True)
-
-    def _wake(self, readable: bool) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(readable)
+        self._wakeup.wake(True)
 
     async def _readable_within(self, timeout: float) -> bool:
         """Wait until there may be something to read; False after `timeout` seconds."""
-        if self._readable:
-            return True
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout
-        if self._timer is None or self._deadline < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = self._deadline
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiter = waiter
-        try:
-            return await waiter
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
-
-    def _on_timer(self) -> None:
-        """The timer fires at the deadline of an earlier wait: re-arm it for the current one."""
-        self._timer = None
-        if self._waiter is None:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer_at = self._deadline
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-            return
-        self._wake(False)
+        return self._readable or await self._wakeup.wait(timeout)
 
     def _read(self) -> None:
         """Every message that has arrived, decoded; whole transactions are kept."""
@@ -281,9 +245,7 @@ class ReplicationStream:
 
     async def close(self) -> None:
         """Close the connection; PostgreSQL drops the temporary slot with it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._wakeup.cancel()
         if self._watching:
             with contextlib.suppress(ValueError, OSError):
                 asyncio.get_running_loop().remove_reader(self._raw.fileno())

@@ -24,6 +24,7 @@ from typing import Final, Protocol
 
 import structlog
 
+from ...wakeup import Wakeup
 from .frames import dumps, event_frame
 
 __all__ = [
@@ -133,15 +134,13 @@ class Subscription:
 
     __slots__ = (
         "_abort",
-        "_deadline",
         "_limit",
         "_pending",
         "_pending_bytes",
         "_schedule",
         "_scheduled",
         "_sink",
-        "_timer",
-        "_waiter",
+        "_wakeup",
         "close_reason",
         "filter",
         "identity",
@@ -161,11 +160,8 @@ class Subscription:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._limit = limit
-        # A bare future per wait and one lazily re-armed timer: an asyncio.Event plus an
-        # asyncio.timeout per wake-up cost several times more CPU per delivery.
-        self._waiter: asyncio.Future[bool] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        # The stream's task waiting for frames (or for its heartbeat's timeout).
+        self._wakeup = Wakeup()
         self.close_reason: str | None = None
         self._abort: Callable[[], None] | None = None
         # The broker's flush: pushes are written out in one pass per burst.
@@ -221,17 +217,10 @@ class Subscription:
         if not self._pending or self.close_reason is not None:
             return
         sink = self._sink
-        if sink is not None and self._waiter is not None and sink.ready():
+        if sink is not None and self._wakeup.waiting and sink.ready():
             sink.write(self.take())
             return
-        self._wake(True)
-
-    def _wake(self, result: bool) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(result)
+        self._wakeup.wake(True)
 
     def take(self) -> bytes:
         """Everything queued so far, as one write."""
@@ -244,28 +233,7 @@ class Subscription:
         """Wait until something is queued or the stream is closed; False on timeout."""
         if self._pending or self.close_reason is not None:
             return True
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout
-        if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiter = waiter
-        try:
-            return await waiter
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
-
-    def _on_timer(self) -> None:
-        """The timer fires at the deadline of an earlier wait: re-arm it for the current one."""
-        self._timer = None
-        if self._waiter is None:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-            return
-        self._wake(False)
+        return await self._wakeup.wait(timeout)
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.close_reason is not None:
@@ -273,10 +241,8 @@ class Subscription:
         self.close_reason = reason
         self._pending.clear()
         self._pending_bytes = 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._wake(True)
+        self._wakeup.cancel()
+        self._wakeup.wake(True)
         if abort and self._abort is not None:
             self._abort()
 
