@@ -221,6 +221,7 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
             "waiting on Lock",
             "top waits",
             "consumer CPU s",
+            "consumer CPU ms/1000 tx",
             "walsender CPU s",
             "reads/change",
         ],
@@ -265,6 +266,9 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
                     str(m.locked),
                     m.top_waits,
                     _figure(m.consumer_cpu),
+                    "-"
+                    if m.consumer_cpu is None
+                    else f"{1e6 * m.consumer_cpu / (m.rate * seconds):.0f}",
                     _figure(m.walsender_cpu),
                     _figure(m.reads_per_change),
                 ]
@@ -302,6 +306,9 @@ def run(postgres: BenchPostgres, quick: bool) -> ScenarioResult:
         + " and ".join(f"{r:.2f}" for r in ratios)
         + " (1 and 4 writers) of their rate with no consumer: the walsender and the consumer"
         " share the 2 cores with the writers.",
+        "consumer CPU ms/1000 tx: the consumer's CPU time per 1,000 writer transactions"
+        " (5.5 row changes each): what it costs per change, whatever the rate the shared"
+        " cores allowed.",
         "reads/change: the server's statements to read what changed (its"
         " `zapjobs_sse_bridge_reads_total`) per writer transaction.",
         "Wait events: each sample is one active writer backend seen in pg_stat_activity.",

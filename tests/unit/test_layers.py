@@ -27,6 +27,7 @@ LAYERS = {
     "zapjobs_sse.configdoc": 0,
     "zapjobs_sse.assets": 0,
     "zapjobs_sse.signals": 0,
+    "zapjobs_sse.wakeup": 0,
     "zapjobs_sse.db": 1,
     "zapjobs_sse.server.live": 2,
     "zapjobs_sse.executor": 2,

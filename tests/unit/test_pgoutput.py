@@ -148,12 +148,49 @@ def test_origin_type_and_logical_messages_are_skipped(decoder: PgOutputDecoder) 
         b"I" + struct.pack("!I", 999) + b"N" + tuple_data(["x"]),  # relation never described
         b"I" + struct.pack("!I", RUNS_OID) + b"N" + tuple_data([RUN_ID]),  # too few values
         b"I" + struct.pack("!I", RUNS_OID) + b"N\0\4t\0\0",  # cut short
+        b"U" + struct.pack("!I", RUNS_OID) + b"N\0\4t\0\0\0\7ab",  # cut short
+        b"I" + struct.pack("!I", RUNS_OID) + b"N\0\4nnnu",  # an insert lacks a value
         b"Z",  # unknown message
     ],
-    ids=["unknown-relation", "value-count", "truncated", "unknown-kind"],
+    ids=[
+        "unknown-relation",
+        "value-count",
+        "truncated-insert",
+        "truncated-update",
+        "insert-without-a-value",
+        "unknown-kind",
+    ],
 )
 def test_a_message_it_cannot_read_is_an_error_not_a_wrong_row(
     decoder: PgOutputDecoder, message: bytes
 ) -> None:
     with pytest.raises(PgOutputError):
-        decoder.decode(message)
+        change = decoder.decode(message)
+        assert isinstance(change, RowChange)
+        assert change.row  # an insert's values are decoded when read
+
+
+def test_one_value_of_an_insert_is_read_without_the_others(decoder: PgOutputDecoder) -> None:
+    message = b"I" + struct.pack("!I", RUNS_OID) + b"N"
+    message += tuple_data([RUN_ID, "2", None, "not a timestamp"])  # to fail when read
+    change = decoder.decode(message)
+    assert isinstance(change, RowChange)
+    assert change.value("status") == 2 and change.value("input_json") is None
+    assert change.keys().row == {"id": RUN_ID}
+    with pytest.raises(KeyError):
+        change.value("no_such_column")
+    with pytest.raises(PgOutputError):
+        assert change.row
+
+
+def test_an_insert_is_read_with_its_relation_as_it_was_when_it_arrived(
+    decoder: PgOutputDecoder,
+) -> None:
+    message = b"I" + struct.pack("!I", RUNS_OID) + b"N"
+    first = decoder.decode(message + tuple_data([RUN_ID, "2", "{}", None]))
+    # ALTER TABLE: the relation is described again, with one more column.
+    decoder.decode(relation(RUNS_OID, "zapjobs", "runs", [*RUN_COLUMNS, ("note", TEXT, False)]))
+    second = decoder.decode(message + tuple_data([RUN_ID, "3", "{}", None, "hi"]))
+    assert isinstance(first, RowChange) and isinstance(second, RowChange)
+    assert first.row == {"id": RUN_ID, "status": 2, "input_json": "{}", "created_at": None}
+    assert second.row["note"] == "hi"

@@ -58,10 +58,20 @@ def test_updates_that_change_nothing_are_skipped_even_without_their_toasted_valu
     assert same.stats  # the stats are recomputed whatever happened
 
 
+def test_every_real_change_is_published_even_between_values_of_equal_hash() -> None:
+    wal = feed()
+    wal.changes(batch(change("insert", "runs", {**RUN, "status": -2})))
+    changed = wal.changes(batch(change("update", "runs", {**RUN, "status": -1})))
+    assert changed.run_rows["r-1"]["status"] == -1  # hash(-1) == hash(-2) in Python
+    long_text = wal.changes(batch(change("update", "runs", {**RUN, "input_json": "x" * 10_000})))
+    assert long_text.run_rows["r-1"]["input_json"] == "x" * 10_000
+
+
 def test_log_lines_are_carried_by_run_in_commit_order() -> None:
     lines = [{"id": f"l-{n}", "run_id": "r-1", "message": str(n)} for n in range(3)]
     changes = feed().changes(batch(*(change("insert", "logs", line) for line in lines)))
-    assert changes.log_rows == {"r-1": lines} and not changes.log_runs
+    carried = {run: [line.row for line in held] for run, held in changes.log_lines.items()}
+    assert carried == {"r-1": lines} and not changes.log_runs
 
 
 def test_heartbeats_are_aged_at_their_commit_and_deletes_stop_the_worker() -> None:
@@ -74,7 +84,7 @@ def test_heartbeats_are_aged_at_their_commit_and_deletes_stop_the_worker() -> No
 
 def test_other_tables_move_the_stats_only() -> None:
     changes = feed().changes(batch(change("insert", "dead_letter", {"id": "d-1"})))
-    assert changes.stats and not (changes.runs or changes.run_rows or changes.log_rows)
+    assert changes.stats and not (changes.runs or changes.run_rows or changes.log_lines)
 
 
 def test_each_missing_requirement_is_named_with_how_to_set_it() -> None:

@@ -10,12 +10,14 @@ row by key. See "Logical Replication Message Formats" in the PostgreSQL document
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import psycopg2
 import psycopg2.extensions
 
 from .database import Row
@@ -33,10 +35,19 @@ __all__ = [
 
 # pgoutput's timestamps: microseconds since 2000-01-01 UTC.
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_INT16 = struct.Struct("!h")
-_INT32 = struct.Struct("!i")
-_UINT32 = struct.Struct("!I")
-_INT64 = struct.Struct("!q")
+# Fields read in one call each (the decoder runs once per change: every call counts).
+_BEGIN = struct.Struct("!qqI").unpack_from  # final LSN, commit time, xid
+_COMMIT = struct.Struct("!bqqq").unpack_from  # flags, commit LSN, end LSN, commit time
+_CHANGE = struct.Struct("!Ic").unpack_from  # relation, first tuple marker
+_INT8 = struct.Struct("!b").unpack_from
+_INT16 = struct.Struct("!h").unpack_from
+_INT32 = struct.Struct("!i").unpack_from
+_UINT32 = struct.Struct("!I").unpack_from
+_TYPE_COLUMN = struct.Struct("!Ii").unpack_from  # type oid, type modifier
+# Tuple value kinds, as bytes items.
+_TEXT, _NULL, _UNCHANGED = ord("t"), ord("n"), ord("u")
+# How a column's text becomes its value: as it is, int(), or psycopg2's caster.
+_AS_TEXT, _AS_INT, _AS_CAST = 0, 1, 2
 
 Operation = Literal["insert", "update", "delete"]
 
@@ -64,21 +75,21 @@ class Relation:
         return tuple(column.name for column in self.columns if column.key)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs a call per field, once per change.
+@dataclass(slots=True)
 class Begin:
     final_lsn: int
     commit_time: datetime
     xid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     commit_lsn: int
     end_lsn: int
     commit_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
 class RowChange:
     """One row inserted, updated or deleted.
 
@@ -86,20 +97,88 @@ class RowChange:
     or an update (but for TOASTed values it left unchanged), the key of a delete.
     `complete` says whether it holds every column. `key`: the names of the replica
     identity's columns. `keys_only`: the reader kept the key alone (see
-    replication.CommittedChanges), so the columns left out may have changed too."""
+    replication.CommittedChanges), so the columns left out may have changed too.
 
-    operation: Operation
-    schema: str
-    table: str
-    row: Row
-    complete: bool
-    key: tuple[str, ...] = field(default=(), compare=False)
-    keys_only: bool = field(default=False, compare=False)
+    An insert's values are decoded when first read (`row`, or `value` for one column):
+    most of the log lines the feed sees belong to runs nobody follows, whose lines are
+    never read."""
+
+    __slots__ = ("_row", "_tuple", "complete", "key", "keys_only", "operation", "schema", "table")
+
+    def __init__(
+        self,
+        operation: Operation,
+        schema: str,
+        table: str,
+        row: Row,
+        complete: bool,
+        key: tuple[str, ...] = (),
+        keys_only: bool = False,
+    ) -> None:
+        self.operation = operation
+        self.schema = schema
+        self.table = table
+        self.complete = complete
+        self.key = key
+        self.keys_only = keys_only
+        self._row: Row | None = row
+        self._tuple: tuple[bytes, int, _Layout] | None = None
+
+    @classmethod
+    def _inserted(cls, data: bytes, at: int, layout: _Layout) -> RowChange:
+        """An insert whose tuple, at `at` in `data`, is decoded when first read."""
+        change = cls.__new__(cls)  # one per log line: no __init__ to undo
+        change.operation, change.complete, change.keys_only = "insert", True, False
+        change.schema, change.table = layout.relation.schema, layout.relation.name
+        change.key, change._row, change._tuple = layout.key, None, (data, at, layout)
+        return change
+
+    @property
+    def row(self) -> Row:
+        row = self._row
+        if row is None:
+            assert self._tuple is not None
+            data, at, layout = self._tuple
+            row, complete, _ = _values(data, at, layout)
+            if not complete:  # PostgreSQL sends unchanged TOASTed values in UPDATEs only
+                raise PgOutputError(f"{layout.relation.name}: insert without every value")
+            self._row, self._tuple = row, None
+        return row
+
+    def value(self, name: str) -> Any:
+        """One column's value, without decoding the others (KeyError: not carried)."""
+        if self._tuple is None:
+            return self.row[name]
+        data, at, layout = self._tuple
+        return _value(data, at, layout, name)
 
     def keys(self, *also: str) -> RowChange:
         """The same change with the key (and the columns named) alone."""
-        row = {name: self.row[name] for name in (*self.key, *also) if name in self.row}
+        row = {}
+        for name in (*self.key, *also):
+            with contextlib.suppress(KeyError):
+                row[name] = self.value(name)
         return RowChange(self.operation, self.schema, self.table, row, False, self.key, True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RowChange):
+            return NotImplemented
+        return (self.operation, self.schema, self.table, self.complete, self.row) == (
+            other.operation,
+            other.schema,
+            other.table,
+            other.complete,
+            other.row,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        row = "<not decoded>" if self._row is None else repr(self._row)
+        return (
+            f"RowChange({self.operation!r}, {self.schema!r}, {self.table!r}, {row},"
+            f" complete={self.complete})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,155 +187,206 @@ class Truncate:
 
 
 Message = Begin | Commit | RowChange | Truncate
+# A column as the tuple reader uses it: its name, how its text is read, the caster.
+_Field = tuple[str, int, Any]
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self._bytes = data
-        self._data = memoryview(data)
-        self._at = 0
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A relation, with what reading its tuples needs worked out once."""
 
-    def _take(self, size: int) -> memoryview:
-        if self._at + size > len(self._data):
-            raise PgOutputError("message ends early")
-        piece = self._data[self._at : self._at + size]
-        self._at += size
-        return piece
-
-    def byte(self) -> str:
-        return chr(self._take(1)[0])
-
-    def int8(self) -> int:
-        return self._take(1)[0]
-
-    def int16(self) -> int:
-        return int(_INT16.unpack(self._take(2))[0])
-
-    def int32(self) -> int:
-        return int(_INT32.unpack(self._take(4))[0])
-
-    def uint32(self) -> int:
-        return int(_UINT32.unpack(self._take(4))[0])
-
-    def int64(self) -> int:
-        return int(_INT64.unpack(self._take(8))[0])
-
-    def timestamp(self) -> datetime:
-        return _POSTGRES_EPOCH + timedelta(microseconds=self.int64())
-
-    def string(self) -> str:
-        end = self._bytes.find(0, self._at)
-        if end < 0:
-            raise PgOutputError("string without its terminating zero")
-        text = bytes(self._data[self._at : end]).decode("utf-8", "replace")
-        self._at = end + 1
-        return text
-
-    def raw(self, size: int) -> bytes:
-        return bytes(self._take(size))
+    relation: Relation
+    key: tuple[str, ...]
+    fields: tuple[_Field, ...]
+    positions: dict[str, int]  # of each column in a tuple
 
 
-def _caster(type_oid: int) -> Callable[[str], Any]:
+def _field(column: Column) -> _Field:
     """psycopg2's cast of a column type's text form (the text itself when it has none)."""
-    cast = psycopg2.extensions.string_types.get(type_oid)
-    if cast is None:
-        return lambda text: text
-    return lambda text: cast(text, None)
+    cast = psycopg2.extensions.string_types.get(column.type_oid)
+    if cast is None or cast is psycopg2.STRING:
+        return (column.name, _AS_TEXT, None)
+    if cast is psycopg2.extensions.INTEGER or cast is psycopg2.extensions.LONGINTEGER:
+        return (column.name, _AS_INT, None)  # what the caster does, without its str
+    return (column.name, _AS_CAST, cast)
+
+
+def _string(data: bytes, at: int) -> tuple[str, int]:
+    end = data.find(0, at)
+    if end < 0:
+        raise PgOutputError("string without its terminating zero")
+    return data[at:end].decode("utf-8", "replace"), end + 1
+
+
+@functools.lru_cache(maxsize=1)  # a transaction's Begin and Commit carry the same time
+def _timestamp(micros: int) -> datetime:
+    return _POSTGRES_EPOCH + timedelta(microseconds=micros)
+
+
+def _count(data: bytes, at: int, layout: _Layout) -> None:
+    (count,) = _INT16(data, at)
+    if count != len(layout.fields):
+        raise PgOutputError(f"{layout.relation.name}: {count} values for {len(layout.fields)}")
+
+
+def _values(data: bytes, at: int, layout: _Layout) -> tuple[Row, bool, int]:
+    """The values of the tuple at `at`, whether it holds them all, and where it ends."""
+    _count(data, at, layout)
+    at += 2
+    size_of = _INT32
+    row: Row = {}
+    complete = True
+    try:
+        for name, read_as, cast in layout.fields:
+            kind = data[at]
+            if kind == _TEXT:
+                (size,) = size_of(data, at + 1)
+                at += 5
+                end = at + size
+                if end > len(data):
+                    raise PgOutputError("message ends early")
+                if read_as == _AS_TEXT:
+                    row[name] = data[at:end].decode("utf-8", "replace")
+                elif read_as == _AS_INT:
+                    row[name] = int(data[at:end])
+                else:
+                    row[name] = cast(data[at:end].decode("utf-8", "replace"), None)
+                at = end
+            elif kind == _NULL:
+                row[name] = None
+                at += 1
+            elif kind == _UNCHANGED:  # an unchanged TOASTed value: not sent
+                complete = False
+                at += 1
+            else:
+                raise PgOutputError(f"{layout.relation.name}.{name}: value kind {chr(kind)!r}")
+    except PgOutputError:
+        raise
+    except (IndexError, struct.error):
+        raise PgOutputError("message ends early") from None
+    except (ValueError, psycopg2.Error) as error:  # a value its type's caster refused
+        raise PgOutputError(f"{layout.relation.name}: {error}") from None
+    return row, complete, at
+
+
+def _value(data: bytes, at: int, layout: _Layout, name: str) -> Any:
+    """The value of one column of the tuple at `at` (KeyError: not there, or not sent)."""
+    position = layout.positions[name]
+    at += 2
+    try:
+        for _ in range(position):  # skip the columns before it
+            kind = data[at]
+            if kind == _TEXT:
+                at += 5 + _INT32(data, at + 1)[0]
+            elif kind in (_NULL, _UNCHANGED):
+                at += 1
+            else:
+                raise PgOutputError(f"{layout.relation.name}: value kind {chr(kind)!r}")
+        kind = data[at]
+        if kind == _NULL:
+            return None
+        if kind != _TEXT:
+            raise KeyError(name)
+        (size,) = _INT32(data, at + 1)
+        if at + 5 + size > len(data):
+            raise PgOutputError("message ends early")
+        text = data[at + 5 : at + 5 + size]
+        _, read_as, cast = layout.fields[position]
+        if read_as == _AS_INT:
+            return int(text)
+        value = text.decode("utf-8", "replace")
+        return value if read_as == _AS_TEXT else cast(value, None)
+    except PgOutputError:
+        raise
+    except (IndexError, struct.error):
+        raise PgOutputError("message ends early") from None
+    except (ValueError, psycopg2.Error) as error:
+        raise PgOutputError(f"{layout.relation.name}.{name}: {error}") from None
 
 
 class PgOutputDecoder:
     """Decodes the messages of one replication stream (it remembers their relations)."""
 
     def __init__(self) -> None:
-        self._relations: dict[int, Relation] = {}
-        self._casts: dict[int, Callable[[str], Any]] = {}
+        self._layouts: dict[int, _Layout] = {}
 
     def decode(self, payload: bytes) -> Message | None:
         """The message, or None for one the feed does not need (origin, type, message)."""
-        reader = _Reader(payload)
-        kind = reader.byte()
-        if kind == "B":
-            return Begin(reader.int64(), reader.timestamp(), reader.uint32())
-        if kind == "C":
-            reader.int8()  # flags, unused
-            return Commit(reader.int64(), reader.int64(), reader.timestamp())
-        if kind == "R":
-            self._relation(reader)
-            return None
-        if kind == "I":
-            relation = self._relation_of(reader.uint32())
-            if reader.byte() != "N":
-                raise PgOutputError("insert without its new tuple")
-            row, complete = self._tuple(reader, relation)
-            return RowChange("insert", relation.schema, relation.name, row, complete, relation.key)
-        if kind == "U":
-            relation = self._relation_of(reader.uint32())
-            marker = reader.byte()
-            if marker in ("K", "O"):  # the old key or row (REPLICA IDENTITY), not needed
-                self._tuple(reader, relation)
-                marker = reader.byte()
-            if marker != "N":
-                raise PgOutputError("update without its new tuple")
-            row, complete = self._tuple(reader, relation)
-            return RowChange("update", relation.schema, relation.name, row, complete, relation.key)
-        if kind == "D":
-            relation = self._relation_of(reader.uint32())
-            if reader.byte() not in ("K", "O"):
-                raise PgOutputError("delete without its old key")
-            row, _ = self._tuple(reader, relation)
-            key = {name: row.get(name) for name in relation.key}
-            return RowChange(
-                "delete", relation.schema, relation.name, key or row, False, relation.key
-            )
-        if kind == "T":
-            count = reader.int32()
-            reader.int8()  # options (CASCADE, RESTART IDENTITY)
-            oids = [reader.uint32() for _ in range(count)]
-            return Truncate(tuple(self._relation_of(oid) for oid in oids))
-        if kind in ("O", "Y", "M"):
-            return None
-        raise PgOutputError(f"unknown pgoutput message {kind!r}")
-
-    def _relation(self, reader: _Reader) -> None:
-        oid = reader.uint32()
-        schema, name = reader.string(), reader.string()
-        reader.int8()  # replica identity setting
-        columns = []
-        for _ in range(reader.int16()):
-            flags = reader.int8()
-            column_name = reader.string()
-            type_oid = reader.uint32()
-            reader.int32()  # type modifier
-            columns.append(Column(column_name, type_oid, bool(flags & 1)))
-        self._relations[oid] = Relation(oid, schema or "pg_catalog", name, tuple(columns))
-
-    def _relation_of(self, oid: int) -> Relation:
         try:
-            return self._relations[oid]
+            return self._decode(payload)
+        except (IndexError, struct.error):
+            raise PgOutputError("message ends early") from None
+
+    def _decode(self, data: bytes) -> Message | None:
+        kind = data[0]
+        if kind == 73:  # I: insert
+            oid, marker = _CHANGE(data, 1)
+            layout = self._layout_of(oid)
+            if marker != b"N":
+                raise PgOutputError("insert without its new tuple")
+            _count(data, 6, layout)
+            return RowChange._inserted(data, 6, layout)
+        if kind == 85:  # U: update
+            oid, marker = _CHANGE(data, 1)
+            layout = self._layout_of(oid)
+            at = 6
+            if marker in (b"K", b"O"):  # the old key or row (REPLICA IDENTITY), not needed
+                _, _, at = _values(data, at, layout)
+                marker = data[at : at + 1]
+                at += 1
+            if marker != b"N":
+                raise PgOutputError("update without its new tuple")
+            row, complete, _ = _values(data, at, layout)
+            relation = layout.relation
+            return RowChange("update", relation.schema, relation.name, row, complete, layout.key)
+        if kind == 66:  # B: begin
+            final_lsn, micros, xid = _BEGIN(data, 1)
+            return Begin(final_lsn, _timestamp(micros), xid)
+        if kind == 67:  # C: commit
+            _, commit_lsn, end_lsn, micros = _COMMIT(data, 1)
+            return Commit(commit_lsn, end_lsn, _timestamp(micros))
+        if kind == 68:  # D: delete
+            oid, marker = _CHANGE(data, 1)
+            layout = self._layout_of(oid)
+            if marker not in (b"K", b"O"):
+                raise PgOutputError("delete without its old key")
+            row, _, _ = _values(data, 6, layout)
+            relation = layout.relation
+            key = {name: row.get(name) for name in layout.key}
+            return RowChange(
+                "delete", relation.schema, relation.name, key or row, False, layout.key
+            )
+        if kind == 82:  # R: relation
+            self._relation(data)
+            return None
+        if kind == 84:  # T: truncate
+            (count,) = _INT32(data, 1)  # then the options (CASCADE, RESTART IDENTITY)
+            oids = [_UINT32(data, 6 + 4 * index)[0] for index in range(count)]
+            return Truncate(tuple(self._layout_of(oid).relation for oid in oids))
+        if kind in (79, 89, 77):  # O: origin, Y: type, M: message
+            return None
+        raise PgOutputError(f"unknown pgoutput message {chr(kind)!r}")
+
+    def _relation(self, data: bytes) -> None:
+        (oid,) = _UINT32(data, 1)
+        schema, at = _string(data, 5)
+        name, at = _string(data, at)
+        (count,) = _INT16(data, at + 1)  # after the replica identity setting
+        at += 3
+        columns = []
+        for _ in range(count):
+            (flags,) = _INT8(data, at)
+            column_name, at = _string(data, at + 1)
+            type_oid, _ = _TYPE_COLUMN(data, at)
+            at += 8
+            columns.append(Column(column_name, type_oid, bool(flags & 1)))
+        relation = Relation(oid, schema or "pg_catalog", name, tuple(columns))
+        fields = tuple(_field(column) for column in relation.columns)
+        positions = {column.name: index for index, column in enumerate(relation.columns)}
+        self._layouts[oid] = _Layout(relation, relation.key, fields, positions)
+
+    def _layout_of(self, oid: int) -> _Layout:
+        try:
+            return self._layouts[oid]
         except KeyError:
             raise PgOutputError(f"change of relation {oid} before its description") from None
-
-    def _cast(self, type_oid: int) -> Callable[[str], Any]:
-        cast = self._casts.get(type_oid)
-        if cast is None:
-            cast = self._casts[type_oid] = _caster(type_oid)
-        return cast
-
-    def _tuple(self, reader: _Reader, relation: Relation) -> tuple[Row, bool]:
-        count = reader.int16()
-        if count != len(relation.columns):
-            raise PgOutputError(f"{relation.name}: {count} values for {len(relation.columns)}")
-        row: Row = {}
-        complete = True
-        for column in relation.columns:
-            kind = reader.byte()
-            if kind == "n":
-                row[column.name] = None
-            elif kind == "u":  # an unchanged TOASTed value: not sent
-                complete = False
-            elif kind == "t":
-                text = reader.raw(reader.int32()).decode("utf-8", "replace")
-                row[column.name] = self._cast(column.type_oid)(text)
-            else:
-                raise PgOutputError(f"{relation.name}.{column.name}: value kind {kind!r}")
-        return row, complete

@@ -5,7 +5,8 @@ One logical replication connection per process, with a TEMPORARY slot of its own
 server never leaves a slot behind holding WAL), decoded by the built-in `pgoutput` plugin
 from the publication `zapjobs_sse`. Driven by the event loop: the socket is watched with
 `loop.add_reader`, `read_message()` is called until it returns None, and the position
-of every transaction read is confirmed with `send_feedback`. No thread, no polling loop.
+of every transaction read is recorded with `send_feedback` (psycopg2 reports it to the
+server every 10 s, its status interval, and at each check). No thread, no polling loop.
 
 Changes are handed over by transaction: those of a transaction whose Commit has not
 arrived yet are held back, so that a reader sees each transaction whole.
@@ -26,6 +27,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from ..wakeup import Wakeup
 from .database import (
     _KEEPALIVES,
     DatabaseError,
@@ -124,7 +126,10 @@ class ReplicationStream:
         self._decoder = PgOutputDecoder()
         self._open: CommittedChanges | None = None
         self._committed: list[CommittedChanges] = []
-        self._readable = asyncio.Event()
+        # Something may be there to read: set by the socket's reader callback, and at the
+        # start (libpq may hold what arrived while the stream was being started).
+        self._readable = True
+        self._wakeup = Wakeup()
         self._watching = False
 
     @classmethod
@@ -174,39 +179,53 @@ class ReplicationStream:
         return stream
 
     def _watch(self) -> None:
-        asyncio.get_running_loop().add_reader(self._raw.fileno(), self._readable.set)
+        asyncio.get_running_loop().add_reader(self._raw.fileno(), self._on_readable)
         self._watching = True
+
+    def _on_readable(self) -> None:
+        self._readable = True
+        self._wakeup.wake(True)
+
+    async def _readable_within(self, timeout: float) -> bool:
+        """Wait until there may be something to read; False after `timeout` seconds."""
+        return self._readable or await self._wakeup.wait(timeout)
 
     def _read(self) -> None:
         """Every message that has arrived, decoded; whole transactions are kept."""
-        self._readable.clear()
+        self._readable = False
         last_end: int | None = None
+        read_message, decode = self._cursor.read_message, self._decoder.decode
+        opened = self._open
         try:
-            while (message := self._cursor.read_message()) is not None:
-                decoded = self._decoder.decode(message.payload)
-                if isinstance(decoded, Begin):
-                    self._open = CommittedChanges(decoded.commit_time)
+            while (message := read_message()) is not None:
+                decoded = decode(message.payload)
+                if isinstance(decoded, RowChange):  # the commonest first
+                    if opened is not None:
+                        opened.add(decoded)
+                elif isinstance(decoded, Begin):
+                    opened = CommittedChanges(decoded.commit_time)
                 elif isinstance(decoded, Commit):
-                    if self._open is not None:
-                        self._committed.append(self._open)
-                    self._open = None
+                    if opened is not None:
+                        self._committed.append(opened)
+                    opened = None
                     last_end = decoded.end_lsn
-                elif decoded is not None and self._open is not None:
-                    self._open.add(decoded)
+                elif decoded is not None and opened is not None:
+                    opened.add(decoded)
             if last_end is not None:
+                # Recorded for psycopg2's own feedback, sent every status interval (10 s).
                 self._cursor.send_feedback(write_lsn=last_end, flush_lsn=last_end)
         except (psycopg2.Error, OSError) as error:
             raise _lost(error) from error
+        finally:
+            self._open = opened
 
     async def next_batch(self, wait: float) -> list[CommittedChanges] | None:
-        """The transactions committed so far, waiting up to `wait` seconds for data;
-        None when the connection stayed silent that long."""
-        self._read()
-        if not self._committed:
-            try:
-                async with asyncio.timeout(wait):
-                    await self._readable.wait()
-            except TimeoutError:
+        """The transactions committed so far, waiting for the first (the part of one that
+        has arrived is kept meanwhile); None when nothing arrived for `wait` seconds."""
+        if self._readable:
+            self._read()
+        while not self._committed:
+            if not await self._readable_within(wait):
                 return None
             self._read()
         batch, self._committed = self._committed, []
@@ -219,16 +238,14 @@ class ReplicationStream:
             self._cursor.send_feedback(reply=True, force=True)
         except (psycopg2.Error, OSError) as error:
             raise _lost(error) from error
-        self._readable.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._readable.wait()
-        except TimeoutError:
-            raise DatabaseUnavailable("the replication connection did not answer") from None
+        self._readable = False
+        if not await self._readable_within(timeout):
+            raise DatabaseUnavailable("the replication connection did not answer")
         self._read()
 
     async def close(self) -> None:
         """Close the connection; PostgreSQL drops the temporary slot with it."""
+        self._wakeup.cancel()
         if self._watching:
             with contextlib.suppress(ValueError, OSError):
                 asyncio.get_running_loop().remove_reader(self._raw.fileno())

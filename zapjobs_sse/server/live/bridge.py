@@ -14,6 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import structlog
 
@@ -21,7 +22,7 @@ from ...db import Database, DatabaseError, DatabaseUnavailable, Row
 from .broker import JOB_TYPE, RUN, TOPIC, Broker
 from .changes import ChangeSet
 from .feeds import Feed, open_feed
-from .frames import dumps
+from .frames import LazyJson
 from .logs import LogFollowing
 from .rollups import RunHours
 from .stats import StatsCoalescer
@@ -139,18 +140,18 @@ class Bridge:
         # The batch task is never cancelled while it may hold changes: when a run to
         # read (LogFollowing.wanted) wakes us first, the same task is awaited again.
         batch_task: asyncio.Future[ChangeSet | None] | None = None
+        # Kept from one batch to the next until `wanted` is set (not made anew each time).
+        wanted_task: asyncio.Future[Literal[True]] | None = None
         last_check = time.monotonic()
         try:
             while True:
                 if batch_task is None:
                     batch_task = asyncio.ensure_future(feed.next_batch(self._check_interval))
-                wanted_task = asyncio.ensure_future(wanted.wait())
-                try:
-                    await asyncio.wait(
-                        (batch_task, wanted_task), return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    wanted_task.cancel()
+                if wanted_task is None:
+                    wanted_task = asyncio.ensure_future(wanted.wait())
+                await asyncio.wait((batch_task, wanted_task), return_when=asyncio.FIRST_COMPLETED)
+                if wanted_task.done():
+                    wanted_task = None
                 changes = ChangeSet()
                 if batch_task.done():
                     finished, batch_task = batch_task, None
@@ -165,8 +166,9 @@ class Bridge:
                     self.notifications += changes.received
                     await self.apply(changes)
         finally:
-            if batch_task is not None:
-                batch_task.cancel()
+            for task in (batch_task, wanted_task):
+                if task is not None:
+                    task.cancel()
 
     def _note_queue_usage(self, usage: float) -> None:
         """Warn (at most once a minute) when the NOTIFY queue fills: when it is full,
@@ -182,7 +184,7 @@ class Bridge:
         if changes.undecodable:
             log.warning("bridge_undecodable_notifications", count=changes.undecodable)
         try:
-            await self._following.read(changes.log_runs, carried=changes.log_rows)
+            await self._following.read(changes.log_runs, carried=changes.log_lines)
             if changes.runs:
                 self.reads += 1
                 self._publish_runs(await self._database.runs_by_ids(sorted(changes.runs)))
@@ -218,9 +220,10 @@ class Bridge:
         # Published whether or not anybody listens right now: the replay ring must hold
         # every change, or a client reconnecting with Last-Event-ID would miss some.
         self._hours.note(rows)
+        # Encoded when a stream takes them: most runs' details have no viewer.
         broker = self._broker
         for row in rows:
-            broker.publish("JobRunUpdated", dumps(run_summary_wire(row)), (TOPIC, "runs"))
-            detail = dumps(run_wire(row))
+            broker.publish("JobRunUpdated", LazyJson(run_summary_wire, row), (TOPIC, "runs"))
+            detail = LazyJson(run_wire, row)
             broker.publish("RunDetailUpdated", detail, (RUN, str(row["id"])))
             broker.publish("JobTypeRunUpdated", detail, (JOB_TYPE, str(row["job_type_id"])))

@@ -1,7 +1,9 @@
 """In-process fan-out: subscriptions, filters, per-client buffers and the replay ring.
 
 Each event is encoded to bytes once (frames.py) and the same bytes are appended to
-the buffer of every subscription that wants it. A subscription's buffer is bounded:
+the buffer of every subscription that wants it; an event published with its data still
+to make (a function) is encoded when a stream first takes it, so that events nobody
+receives (a run nobody watches) cost no encoding. A subscription's buffer is bounded:
 a client that stops reading is disconnected when it overflows, and comes back with
 Last-Event-ID (replayed from the ring when possible, `resync` otherwise).
 
@@ -22,12 +24,14 @@ from typing import Final, Protocol
 
 import structlog
 
+from ...wakeup import Wakeup
 from .frames import dumps, event_frame
 
 __all__ = [
     "TOPICS",
     "Audience",
     "Broker",
+    "Data",
     "Event",
     "Sink",
     "StreamFilter",
@@ -69,15 +73,41 @@ class StreamFilter:
         return True
 
 
-@dataclass(slots=True)
+# An event's JSON, or the function that makes it when a stream first takes the event.
+Data = str | Callable[[], str]
+
+
 class Event:
-    seq: int
-    name: str
-    frame: bytes
-    audience: Audience
-    # The publisher's position of the event in its own sequence (a log line's cursor),
-    # for the publisher's replay checks; the broker never reads it.
-    key: object = None
+    """A published event, as the ring keeps it for replay."""
+
+    __slots__ = ("_data", "_frame", "_id", "audience", "key", "name", "seq")
+
+    def __init__(self, seq: int, event_id: str, name: str, data: Data, audience: Audience) -> None:
+        self.seq = seq
+        self.name = name
+        self.audience = audience
+        # The publisher's position of the event in its own sequence (a log line's cursor),
+        # for the publisher's replay checks; the broker never reads it.
+        self.key: object = None
+        self._id = event_id
+        self._data = data
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The event's frame, encoded on first use."""
+        frame = self._frame
+        if frame is None:
+            data = self._data
+            try:
+                frame = event_frame(self._id, self.name, data if isinstance(data, str) else data())
+            except (KeyError, TypeError, ValueError) as error:
+                # A row its event cannot be made of (e.g. a renamed column): the streams
+                # that take it reload instead, as after a failed read.
+                log.error("event_unencodable", name=self.name, error=repr(error))
+                frame = event_frame(self._id, "resync", dumps({"reason": "read_failed"}))
+            self._frame, self._data = frame, ""  # the row it was made of is let go
+        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,15 +134,13 @@ class Subscription:
 
     __slots__ = (
         "_abort",
-        "_deadline",
         "_limit",
         "_pending",
         "_pending_bytes",
         "_schedule",
         "_scheduled",
         "_sink",
-        "_timer",
-        "_waiter",
+        "_wakeup",
         "close_reason",
         "filter",
         "identity",
@@ -132,11 +160,8 @@ class Subscription:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._limit = limit
-        # A bare future per wait and one lazily re-armed timer: an asyncio.Event plus an
-        # asyncio.timeout per wake-up cost several times more CPU per delivery.
-        self._waiter: asyncio.Future[bool] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        # The stream's task waiting for frames (or for its heartbeat's timeout).
+        self._wakeup = Wakeup()
         self.close_reason: str | None = None
         self._abort: Callable[[], None] | None = None
         # The broker's flush: pushes are written out in one pass per burst.
@@ -192,17 +217,10 @@ class Subscription:
         if not self._pending or self.close_reason is not None:
             return
         sink = self._sink
-        if sink is not None and self._waiter is not None and sink.ready():
+        if sink is not None and self._wakeup.waiting and sink.ready():
             sink.write(self.take())
             return
-        self._wake(True)
-
-    def _wake(self, result: bool) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(result)
+        self._wakeup.wake(True)
 
     def take(self) -> bytes:
         """Everything queued so far, as one write."""
@@ -215,28 +233,7 @@ class Subscription:
         """Wait until something is queued or the stream is closed; False on timeout."""
         if self._pending or self.close_reason is not None:
             return True
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout
-        if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiter = waiter
-        try:
-            return await waiter
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
-
-    def _on_timer(self) -> None:
-        """The timer fires at the deadline of an earlier wait: re-arm it for the current one."""
-        self._timer = None
-        if self._waiter is None:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-            return
-        self._wake(False)
+        return await self._wakeup.wait(timeout)
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.close_reason is not None:
@@ -244,10 +241,8 @@ class Subscription:
         self.close_reason = reason
         self._pending.clear()
         self._pending_bytes = 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._wake(True)
+        self._wakeup.cancel()
+        self._wakeup.wake(True)
         if abort and self._abort is not None:
             self._abort()
 
@@ -437,7 +432,7 @@ class Broker:
     def publish(
         self,
         name: str,
-        data: str,
+        data: Data,
         audience: Audience,
         *,
         key: object = None,
@@ -446,17 +441,20 @@ class Broker:
     ) -> Event:
         """Encode once, keep for replay, queue for every registered stream that wants it.
 
-        `snapshot`: the event is its topic's current state, sent to each stream on
-        connect. `skip`: streams that already hold this event by other means.
+        `data`: the event's JSON, or a function that makes it, called when a stream first
+        takes the event (now, or at a replay; never, if no stream does). `snapshot`: the
+        event is its topic's current state, sent to each stream on connect. `skip`:
+        streams that already hold this event by other means.
         """
         self.seq += 1
-        event = Event(self.seq, name, event_frame(self.event_id(self.seq), name, data), audience)
+        if snapshot:
+            data = data if isinstance(data, str) else data()
+            self._snapshots[audience[1]] = _Snapshot(self.seq, name, data)
+        event = Event(self.seq, self.event_id(self.seq), name, data, audience)
         event.key = key
         if len(self._ring) == self._ring.maxlen:
             self.evicted = self._ring[0].seq
         self._ring.append(event)
-        if snapshot:
-            self._snapshots[audience[1]] = _Snapshot(self.seq, name, data)
         delivered = 0
         for sub in tuple(self._targets(audience)):
             if sub.registered and sub not in skip:

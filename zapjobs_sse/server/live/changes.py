@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ...db import Row
+from ...db import Row, RowChange
 
 __all__ = ["ChangeSet"]
 
@@ -16,7 +16,7 @@ class ChangeSet:
     """What a batch of changes says changed (keys to read), and what it carries whole.
 
     The notify feed gives keys only; the WAL feed also gives the rows a change carried
-    whole, which are published without a read (`run_rows`, `log_rows`, `worker_rows`).
+    whole, which are published without a read (`run_rows`, `log_lines`, `worker_rows`).
     A key in `runs`, `log_runs` or `workers` is read by key, as after a notification."""
 
     runs: set[str] = field(default_factory=set)
@@ -28,9 +28,10 @@ class ChangeSet:
     # When each change was written (epoch seconds): the start of the writing transaction
     # ("t" of a notification), or its commit (the WAL feed).
     written_at: list[float] = field(default_factory=list)
-    # Runs, log lines (by run, in commit order) and heartbeats carried whole.
+    # Runs and heartbeats carried whole; log lines by run, in commit order, as the
+    # changes that carry them (decoded only where their run is followed: LogFollowing).
     run_rows: dict[str, Row] = field(default_factory=dict)
-    log_rows: dict[str, list[Row]] = field(default_factory=dict)
+    log_lines: dict[str, list[RowChange]] = field(default_factory=dict)
     worker_rows: dict[str, Row] = field(default_factory=dict)
     # Notifications or row changes received in this batch.
     received: int = 0

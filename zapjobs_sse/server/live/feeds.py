@@ -63,8 +63,22 @@ class NotifyFeed:
         await self._listener.close()
 
 
-def _digests(row: Mapping[str, Any]) -> dict[str, int]:
-    return {name: hash(repr(value)) for name, value in row.items()}
+# Values a digest holds as they are (small, exact); text is held by its hash (a run's
+# output or stack trace may be large), anything else by the hash of its repr.
+_EXACT = frozenset({int, bool, type(None), datetime})
+
+
+def _digests(row: Mapping[str, Any]) -> dict[str, object]:
+    digests: dict[str, object] = {}
+    for name, value in row.items():
+        kind = type(value)
+        if kind is str:
+            digests[name] = hash(value)
+        elif kind in _EXACT:
+            digests[name] = value
+        else:
+            digests[name] = hash(repr(value))
+    return digests
 
 
 class WalFeed:
@@ -72,7 +86,7 @@ class WalFeed:
 
     def __init__(self, stream: ReplicationStream) -> None:
         self._stream = stream
-        self._published: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._published: OrderedDict[str, dict[str, object]] = OrderedDict()
 
     @property
     def backend_pid(self) -> int | None:
@@ -98,16 +112,18 @@ class WalFeed:
         changes = ChangeSet()
         for transaction in transactions:
             changes.written_at.append(transaction.commit_time.timestamp())
-            for change in transaction.changes:
-                changes.received += 1
+            if transaction.changes:
+                changes.received += len(transaction.changes)
                 changes.stats = True
+            for change in transaction.changes:
                 if not isinstance(change, RowChange) or change.schema != "zapjobs":
                     continue  # a TRUNCATE moves the stats only, as with the triggers
-                if change.table == "runs":
-                    self._run(changes, change)
-                elif change.table == "logs":
+                table = change.table
+                if table == "logs":  # the commonest first
                     self._log(changes, change)
-                elif change.table == "heartbeats":
+                elif table == "runs":
+                    self._run(changes, change)
+                elif table == "heartbeats":
                     self._heartbeat(changes, change, transaction.commit_time)
         return changes
 
@@ -119,11 +135,15 @@ class WalFeed:
             self._published.pop(run, None)
             return
         digests = _digests(change.row)
-        last = self._published.get(run)
+        last = self._published.get(run)  # always of a complete row
         if (
             last is not None
             and not change.keys_only
-            and all(last.get(name) == d for name, d in digests.items())
+            and (
+                last == digests
+                if change.complete
+                else all(last.get(name) == d for name, d in digests.items())
+            )
         ):
             # Nothing changed (the columns not sent are unchanged TOASTed values).
             return
@@ -142,9 +162,9 @@ class WalFeed:
     def _log(self, changes: ChangeSet, change: RowChange) -> None:
         if change.operation != "insert":
             return  # only the stats move, as with the triggers
-        run = str(change.row["run_id"])
+        run = str(change.value("run_id"))  # the line itself is decoded if its run is followed
         if change.complete:
-            changes.log_rows.setdefault(run, []).append(change.row)
+            changes.log_lines.setdefault(run, []).append(change)
         else:
             changes.log_runs.add(run)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["comment_frame", "dumps", "event_frame", "with_retry"]
+__all__ = ["LazyJson", "comment_frame", "dumps", "event_frame", "with_retry"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\0]")
@@ -19,6 +20,25 @@ def dumps(value: Any) -> str:
     if "\u2028" in text or "\u2029" in text:
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text
+
+
+class LazyJson:
+    """The JSON (`dumps`) of `shape(row)`, made on the first call and kept: the data of an
+    event that no stream may take (Broker.publish), shared by the events of one row."""
+
+    __slots__ = ("_row", "_shape", "_text")
+
+    def __init__(self, shape: Callable[[Mapping[str, Any]], Any], row: Mapping[str, Any]) -> None:
+        self._shape = shape
+        self._row: Mapping[str, Any] | None = row
+        self._text: str | None = None
+
+    def __call__(self) -> str:
+        if self._text is None:
+            assert self._row is not None
+            self._text = dumps(self._shape(self._row))
+            self._row = None
+        return self._text
 
 
 def event_frame(event_id: str | None, name: str, data: str) -> bytes:

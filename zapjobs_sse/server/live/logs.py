@@ -18,12 +18,12 @@ unless L falls while its stream was being caught up (then it gets `resync`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
-from ...db import LOG_PAGE, Database, LogCursor, Row
+from ...db import LOG_PAGE, Database, LogCursor, RowChange
 from .broker import RUN, Broker, Event, Subscription
 from .frames import dumps
 from .wire import log_wire
@@ -178,12 +178,12 @@ class LogFollowing:
             followed.since = None
 
     async def read(
-        self, changed: Iterable[str], carried: Mapping[str, list[Row]] | None = None
+        self, changed: Iterable[str], carried: Mapping[str, Sequence[RowChange]] | None = None
     ) -> None:
         """Read and publish the new lines of these runs (those followed) and of every
-        run a stream waits for; catch those streams up. `carried`: lines a change
-        carried whole (the WAL feed), by run, in commit order: published without a read
-        where nothing else is to be done for their run."""
+        run a stream waits for; catch those streams up. `carried`: the changes that
+        carried lines whole (the WAL feed), by run, in commit order: published without a
+        read where nothing else is to be done for their run (and decoded only then)."""
         wanted, self._wanted_runs = self._wanted_runs, set()
         self.wanted.clear()
         carried = carried or {}
@@ -204,14 +204,15 @@ class LogFollowing:
                     self._want(left)
                 raise
 
-    def _publish_carried(self, run: str, lines: list[Row]) -> bool:
+    def _publish_carried(self, run: str, lines: Sequence[RowChange]) -> bool:
         """Publish carried lines after the run's cursor; False when the run must be read
         instead (a stream to catch up, or no proof since a lost connection)."""
         followed = self._runs[run]
         if followed.since is None or followed.joining:
             return False
+        rows = [line.row for line in lines]
         # A transaction's lines in cursor order (a statement's may come in another).
-        for row in sorted(lines, key=lambda line: LogCursor(line["timestamp"], line["id"])):
+        for row in sorted(rows, key=lambda line: LogCursor(line["timestamp"], line["id"])):
             cursor = LogCursor(row["timestamp"], row["id"])
             if cursor > followed.cursor:
                 self._publish(followed, run, cursor, dumps(log_wire(row)))

@@ -5,6 +5,7 @@ The JSON API and the SSE events use these same functions, so both always agree.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -76,6 +77,7 @@ def timestamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
 
 
+@functools.cache  # column names: a few dozen, each converted once per event otherwise
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
