@@ -231,6 +231,8 @@ async def test_a_job_type_without_runs_answers_zeros_and_an_unknown_one_404(
         assert answer["buckets"] and all(b["completed"] == 0 for b in answer["buckets"])
     missing = await get_json(http, server.path("api/jobs/nope/insights"), status=404)
     assert "nope" in missing["error"]
+    nul = await get_json(http, server.path("api/jobs/a%00b/insights"), status=400)
+    assert nul["error"].startswith("id:")
     bad = await get_json(http, server.path("api/jobs/idle/insights?range=2w"), status=400)
     assert bad["error"].startswith("range:")
 
@@ -308,6 +310,8 @@ async def test_the_pages_answer_bad_input_and_unknown_job_types_as_pages(
         ("jobs/nope", 404, "nope"),
         ("jobs/report?range=1y", 400, "range"),
         ("jobs/report?part=everything", 400, "part"),
+        ("jobs/a%00b", 400, "NUL"),
+        ("jobs/" + "x" * 256, 404, "255"),
         ("?range=forever", 400, "range"),
     ]
     for path, status, named in cases:

@@ -33,7 +33,9 @@ def assert_styled_page(response: aiohttp.ClientResponse, text: str, heading: str
     assert 'id="go-to-run-id"' in text  # the header, with its box
 
 
-@pytest.mark.parametrize("path", ["nonexistent", "runs/", "jobs/x", "runs/go/x", "../favicon.ico"])
+@pytest.mark.parametrize(
+    "path", ["nonexistent", "runs/", "jobs/x/y/z", "runs/go/x", "../favicon.ico"]
+)
 async def test_an_unknown_page_is_the_styled_404(
     server: RunningServer, http: aiohttp.ClientSession, path: str
 ) -> None:

@@ -28,6 +28,7 @@ from .params import (
     MAX_PAGE,
     parse_dead_letter_filter,
     parse_enum,
+    parse_job_type_id,
     parse_limit,
     parse_log_after,
     parse_page_key,
@@ -122,7 +123,7 @@ async def get_runs_per_minute(request: web.Request) -> web.Response:
 
 
 async def get_job_insights(request: web.Request) -> web.Response:
-    job_type = request.match_info["id"]
+    job_type = parse_job_type_id(request.match_info["id"])
     chosen = parse_range(request.query, DEFAULT_JOB_RANGE)
     if not await readmodel.job_type_known(request.app[DATABASE], job_type):
         not_found(f"id: no job type {job_type[:255]!r} (no definition and no runs)")

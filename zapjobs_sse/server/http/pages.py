@@ -47,6 +47,7 @@ from .params import (
     one,
     parse_dead_letter_filter,
     parse_enum,
+    parse_job_type_id,
     parse_limit,
     parse_log_after,
     parse_page_key,
@@ -443,7 +444,7 @@ async def jobs_page(request: web.Request) -> dict[str, Any]:
 @page("job.html", "job")
 async def job_page(request: web.Request) -> dict[str, Any]:
     """One job type: its definition, the insights of a range, its live recent runs."""
-    job_type = request.match_info["id"]
+    job_type = parse_job_type_id(request.match_info["id"])
     view = await _insights_view(request, job_type, DEFAULT_JOB_RANGE)
     if _part(request, "insights"):
         return view | {"template": "job_insights.html"}

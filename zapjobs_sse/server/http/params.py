@@ -16,7 +16,7 @@ from ...db import RunPageKey
 from ...db.cursors import CursorError, LogCursor
 from ..live.broker import TOPICS, StreamFilter
 from ..live.wire import DEAD_LETTER_STATUSES, RUN_STATUSES, enum_value
-from .errors import bad_request
+from .errors import bad_request, not_found
 from .insights import RANGES, InsightRange
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "parse_dead_letter_filter",
     "parse_enum",
     "parse_job_type",
+    "parse_job_type_id",
     "parse_limit",
     "parse_log_after",
     "parse_page_key",
@@ -205,6 +206,16 @@ def parse_text_filter(
     if "\x00" in text:
         bad_request(f"{name}: must not contain NUL characters")
     return text
+
+
+def parse_job_type_id(value: str) -> str:
+    """A job type id from a path: 400 when it holds NUL characters; longer than ZapJobs'
+    255 characters, no such job type can exist (404)."""
+    if "\x00" in value:
+        bad_request("id: must not contain NUL characters")
+    if len(value) > 255:
+        not_found("id: no job type has an id longer than 255 characters")
+    return value
 
 
 def parse_job_type(query: MultiMapping[str]) -> str | None:
