@@ -38,7 +38,7 @@ async def seed(writer: Writer) -> None:
         "  CASE WHEN s = 4 THEN 'timed out <script>alert(1)</script>' END"
         " FROM generate_series(1, 40) n,"
         " LATERAL (SELECT CASE WHEN n %% 4 = 0 THEN 4 ELSE 3 END AS s,"
-        "  now() AT TIME ZONE 'utc' - n * interval '3 hours' AS t) x",
+        "  now() AT TIME ZONE 'utc' - n * interval '3 hours' - interval '30 minutes' AS t) x",
         (REPORT,),
     )
 
@@ -69,7 +69,8 @@ async def test_a_job_type_page_is_complete_without_javascript(
         assert page.url.endswith(f"/jobs/{REPORT}")
         assert await page.inner_text("h1") == f"Send report {REPORT}"
         assert "Mails the <b>daily</b> report" in await page.inner_text(".definition")
-        # 24 hours by default: runs 3, 6, ... 21 hours ago; every 4th failed.
+        # 24 hours by default: runs 3.5, 6.5, ... 21.5 hours ago (none at the edge); every
+        # 4th failed.
         assert await page.inner_text("#insights [data-figure='completed']") == "6"
         assert await page.inner_text("#insights [data-figure='failed']") == "1"
         assert await page.inner_text("#insights [data-figure='failureRate']") == "14.3 %"
