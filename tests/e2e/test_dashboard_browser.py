@@ -15,12 +15,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, Route
 
 from tests.conftest import RunningServer, make_settings, repo_root
 from tests.e2e.conftest import WAIT_MS, Watched, opened
-from tests.support import Writer
+from tests.support import Writer, sse_connect
 from zapjobs_sse.demo import demo_jobs
 from zapjobs_sse.server.run import serve_app
 
@@ -115,6 +116,49 @@ async def test_run_row_updates_in_place_and_a_new_run_appears(
     first = await page.eval_on_selector("#runs-body tr", "n => n.dataset.runId")
     assert first == new_run
     await watched.text_becomes(f'tr[data-run-id="{new_run}"] .status', "Pending")
+    assert watched.errors == []
+
+
+async def test_what_changes_before_the_stream_starts_is_shown_without_a_reload(
+    server: RunningServer, writer: Writer, watched: Watched, http: aiohttp.ClientSession
+) -> None:
+    # The page is rendered, then the run finishes and writes lines, and only then does
+    # the page's stream start (held here): the stream replays what it missed.
+    page = watched.page
+    run_id = await writer.insert_run("email", status=2)
+    await writer.insert_logs(run_id, ["before the render"])
+    gate = asyncio.Event()
+    streams: list[str] = []
+
+    async def hold(route: Route) -> None:
+        streams.append(route.request.url)
+        await gate.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/events\?"), hold)
+    async with sse_connect(http, server.path("events?topics=runs")) as watcher:
+        await page.goto(server.path(f"runs/{run_id}"))
+        await page.wait_for_function("document.readyState === 'complete'")
+        assert await page.text_content(".run-summary [data-field=status]") == "Running"
+        await writer.insert_logs(run_id, ["after the render"])
+        await writer.execute(
+            "UPDATE zapjobs.runs SET status = 3, duration_ms = 4200,"
+            " completed_at = now() AT TIME ZONE 'utc' WHERE id = %s",
+            (run_id,),
+        )
+        await watcher.wait_for(
+            lambda events: any(e.json()["status"] == "Completed" for e in events),
+            what="the server to publish the change",
+        )
+    gate.set()
+    await watched.state("connected")
+    await watched.text_becomes(".run-summary [data-field=status]", "Completed")
+    messages = page.locator("#logs-container .log-message")
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#logs-container .log-message').length === 2"
+    )
+    assert await messages.all_text_contents() == ["before the render", "after the render"]
+    assert len(streams) == 1 and "last_event_id=" in streams[0]
     assert watched.errors == []
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.conftest import BOTH_FEEDS, RunningServer
-from tests.support import SSEClient, Writer, sse_connect
+from tests.support import SSEClient, SSEEvent, Writer, sse_connect
 
 pytestmark = BOTH_FEEDS
 
@@ -196,3 +198,64 @@ async def test_resync_and_the_stats_after_it_carry_their_own_ids(
     assert names[:2] == ["resync", "StatsUpdated"]
     seqs = [seq for seq, _ in _ids(client)]
     assert seqs == sorted(set(seqs)), _ids(client)
+
+
+def _run_seen(field: str, value: Any) -> Any:
+    """A wait_for predicate: a JobRunUpdated whose `field` is `value` has arrived."""
+
+    def seen(events: list[SSEEvent]) -> bool:
+        return any(e.name == "JobRunUpdated" and e.json()[field] == value for e in events)
+
+    return seen
+
+
+def _rendered(html: str, attribute: str) -> str:
+    found = re.search(rf'{attribute}="([^"]*)"', html)
+    assert found is not None, f"no {attribute} in the page"
+    return found.group(1)
+
+
+async def test_a_page_stream_starts_where_the_page_was_rendered(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    # A run changes after the page read it and before its stream starts: the stream,
+    # opened from the page's data-live-from, replays the change; no resync, no reload.
+    async with sse_connect(http, server.path("events?topics=runs")) as watcher:
+        run_id = await writer.insert_run("email", status=2)
+        await watcher.wait_for(_run_seen("id", run_id))
+        async with http.get(server.path("runs")) as response:
+            live_from = _rendered(await response.text(), "data-live-from")
+        await writer.execute("UPDATE zapjobs.runs SET status = 3 WHERE id = %s", (run_id,))
+        await watcher.wait_for(_run_seen("status", "Completed"))
+    url = server.path(f"events?topics=runs&last_event_id={live_from}")
+    async with sse_connect(http, url) as page_stream:
+        events = await page_stream.wait_named("JobRunUpdated")
+        assert [(e.json()["id"], e.json()["status"]) for e in events] == [(run_id, "Completed")]
+        assert not page_stream.named("resync")
+
+
+async def test_a_run_page_stream_gets_the_lines_and_the_changes_since_its_render(
+    server: RunningServer, http: aiohttp.ClientSession, writer: Writer
+) -> None:
+    # The run page's stream names both the render point and its last line: the lines come
+    # from the table after that line, the run's changes from the ring, each once.
+    run_id = await writer.insert_run("email", status=2)
+    await writer.insert_logs(run_id, ["shown 1", "shown 2"])
+    async with http.get(server.path(f"runs/{run_id}")) as response:
+        html = await response.text()
+    live_from = _rendered(html, "data-live-from")
+    logs_after = _rendered(html, "data-logs-after")
+    async with sse_connect(http, server.path("events?topics=runs")) as watcher:
+        await writer.insert_logs(run_id, ["missed 1", "missed 2"])
+        await writer.execute("UPDATE zapjobs.runs SET status = 3 WHERE id = %s", (run_id,))
+        await watcher.wait_for(_run_seen("status", "Completed"))
+    query = f"run={run_id}&topics=&logs_after={logs_after}&last_event_id={live_from}"
+    url = server.path(f"events?{query}")
+    async with sse_connect(http, url) as page_stream:
+        await page_stream.wait_named("RunDetailUpdated")
+        await page_stream.wait_named("LogAdded", 2)
+        await writer.insert_logs(run_id, ["live"])
+        lines = await page_stream.wait_named("LogAdded", 3)
+        assert [e.json()["message"] for e in lines] == ["missed 1", "missed 2", "live"]
+        assert [e.json()["status"] for e in page_stream.named("RunDetailUpdated")] == ["Completed"]
+        assert not page_stream.named("resync")

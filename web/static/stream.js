@@ -1,5 +1,7 @@
 // ONE EventSource per page: reconnects (the browser sends Last-Event-ID), resyncs from
-// the JSON API, and falls back to polling when the stream cannot be held.
+// the JSON API, and falls back to polling when the stream cannot be held. The first
+// stream starts where the server rendered the page (data-live-from): what changed in
+// between is replayed, in order, so the page misses nothing and needs no reload.
 //
 // A page controller is {params(), events: {Name: handler}, refresh(), reopenOnResync?}.
 
@@ -20,6 +22,8 @@ export class LiveConnection {
     this.pollTimer = null;
     this.everOpened = false;
     this.stale = false; // something may have been missed: reload from the API once open
+    // The id of the last event before the page was rendered: the first stream's start.
+    this.renderedAt = document.body.getAttribute("data-live-from");
   }
 
   url() {
@@ -27,6 +31,8 @@ export class LiveConnection {
     for (const [key, value] of this.page.params()) {
       if (value !== null && value !== undefined) query.append(key, value);
     }
+    // The browser's own reconnects send Last-Event-ID, which the server prefers.
+    if (this.renderedAt) query.append("last_event_id", this.renderedAt);
     const text = query.toString();
     return base + "/events" + (text ? "?" + text : "");
   }
@@ -41,6 +47,8 @@ export class LiveConnection {
   open() {
     this.close();
     const source = new EventSource(this.url());
+    // Later streams (after a resync or polling) follow a reload from the API instead.
+    this.renderedAt = null;
     this.source = source;
     if (!this.polling) setState(this.everOpened ? "reconnecting" : "connecting");
     const current = () => this.source === source;

@@ -21,7 +21,7 @@ def render_page(
     template: str, request: web.Request, context: dict[str, Any], *, status: int = 200
 ) -> web.Response:
     """Render a template with the layout's context: base path, poll interval, render time,
-    whether to offer "Sign out" (`page` defaults to "error"); for the action forms:
+    whether to offer "Sign out" (`page` defaults to "error"), `live_from`; for the action forms:
     `can_act` (an operator, not --read-only), `csrf_token`, a fresh `form_key` (their
     idempotency_key), `here` (their `next`: this page) and the `notice` the last action
     left, if any."""
@@ -30,6 +30,7 @@ def render_page(
     context["base"] = settings.normalized_base_path
     context["poll_interval_ms"] = int(settings.poll_interval * 1000)
     context.setdefault("page", "error")
+    context.setdefault("live_from", "")  # pages.py: where the page's stream starts
     now = utc_now()
     context["rendered_at"] = format_time(now)
     # To the millisecond: times.js takes the browser's offset from the server's clock

@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 
 from ...assets import WEB_DIR
 from ...db import LOG_PAGE, DatabaseError, DatabaseUnavailable
-from ..keys import DATABASE, SETTINGS
+from ..keys import BROKER, DATABASE, SETTINGS
 from ..live.wire import (
     DEAD_LETTER_STATUSES,
     LOG_LEVELS,
@@ -225,6 +225,10 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
 
     def wrap(handler: Page) -> Handler:
         async def render(request: web.Request) -> web.StreamResponse:
+            # Taken before the page reads anything: its stream replays every event after
+            # it, so nothing that changes between this read and the stream's start is lost.
+            broker = request.app[BROKER]
+            live_from = broker.event_id(broker.seq)
             try:
                 context = await handler(request)
             except (web.HTTPBadRequest, web.HTTPNotFound) as error:
@@ -232,6 +236,7 @@ def page(template: str, name: str) -> Callable[[Page], Handler]:
             except DatabaseError as error:
                 return _database_error_page(request, error)
             context.setdefault("page", name)
+            context["live_from"] = live_from
             return render_page(context.pop("template", template), request, context)
 
         return render
