@@ -20,6 +20,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Final, Protocol
 
 import structlog
@@ -295,13 +296,14 @@ class Broker:
     ) -> bool:
         """Queue the ring's events after `after` that the stream's filter (and `keep`)
         accept; False, queueing nothing, when they would not fit in the stream's buffer."""
+        # Newest first, and only as far back as `after`: a page's first stream resumes
+        # from its render, a moment ago, not from the start of the ring.
         frames = [
             event.frame
-            for event in self._ring
-            if event.seq > after
-            and sub.filter.accepts(event.audience)
-            and (keep is None or keep(event))
+            for event in takewhile(lambda event: event.seq > after, reversed(self._ring))
+            if sub.filter.accepts(event.audience) and (keep is None or keep(event))
         ]
+        frames.reverse()
         if sum(map(len, frames)) > self._client_buffer_bytes:
             return False
         sub.resumed_after = after
