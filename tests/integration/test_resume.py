@@ -239,13 +239,14 @@ async def test_a_run_page_stream_gets_the_lines_and_the_changes_since_its_render
 ) -> None:
     # The run page's stream names both the render point and its last line: the lines come
     # from the table after that line, the run's changes from the ring, each once.
-    run_id = await writer.insert_run("email", status=2)
-    await writer.insert_logs(run_id, ["shown 1", "shown 2"])
-    async with http.get(server.path(f"runs/{run_id}")) as response:
-        html = await response.text()
-    live_from = _rendered(html, "data-live-from")
-    logs_after = _rendered(html, "data-logs-after")
     async with sse_connect(http, server.path("events?topics=runs")) as watcher:
+        run_id = await writer.insert_run("email", status=2)
+        await watcher.wait_for(_run_seen("id", run_id))  # published before the render
+        await writer.insert_logs(run_id, ["shown 1", "shown 2"])
+        async with http.get(server.path(f"runs/{run_id}")) as response:
+            html = await response.text()
+        live_from = _rendered(html, "data-live-from")
+        logs_after = _rendered(html, "data-logs-after")
         await writer.insert_logs(run_id, ["missed 1", "missed 2"])
         await writer.execute("UPDATE zapjobs.runs SET status = 3 WHERE id = %s", (run_id,))
         await watcher.wait_for(_run_seen("status", "Completed"))
